@@ -1,0 +1,28 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+import l1
+from l1.api.plugin import L1Plugin
+from l1.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, subscribers: bool = True) -> Litestar:
+    """Build the API; ``subscribers`` also runs the event projectors in this process."""
+    settings = settings or Settings.from_env()
+    return Litestar(
+        plugins=[L1Plugin(settings, subscribers=subscribers)],
+        openapi_config=OpenAPIConfig(
+            title="L1",
+            version=l1.__version__,
+            description="The rendering server of the Art DAG system.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+        ),
+    )

@@ -1,0 +1,87 @@
+"""``/cache``: the content-addressed store over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Parameter
+from litestar.response import File, Stream
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from l1.api.downloads import file_response
+from l1.api.services.cache import CacheService
+from l1.cache.index import CacheItem
+from l1.api.uploads import FRAMING_ALLOWANCE, limited, multipart_file
+from l1.cache.store import StoredItem
+from l1.errors import InvalidInput
+from l1.schemas import Page, Provenance
+
+__all__ = ["CacheController"]
+
+Limit = Annotated[int, Parameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
+Cursor = Annotated[str | None, Parameter(max_length=512, description="From `next_cursor`")]
+
+
+def _stored(item: StoredItem) -> Response[StoredItem]:
+    return Response(item, status_code=HTTP_201_CREATED if item.created else HTTP_200_OK)
+
+
+class CacheController(Controller):
+    """Items of the content-addressed cache."""
+
+    path = "/cache"
+    tags = ["cache"]
+
+    @get("/", summary="List cached items, most recent first")
+    async def list_items(
+        self, cache_service: CacheService, limit: Limit = 100, cursor: Cursor = None
+    ) -> Page[CacheItem]:
+        """Items of the cache index."""
+        return await cache_service.page(limit=limit, cursor=cursor)
+
+    @get("/{content_hash:str}", summary="Download an item")
+    async def download(
+        self, request: Request, content_hash: str, cache_service: CacheService
+    ) -> Response[bytes] | File | Stream:
+        """The item's bytes; ``ETag`` is its hash, ``Range`` requests get 206."""
+        path, item = await cache_service.locate(content_hash)
+        return file_response(
+            path,
+            etag=content_hash,
+            content_type=item.content_type,
+            size=item.size,
+            range_header=request.headers.get("range"),
+            if_none_match=request.headers.get("if-none-match"),
+        )
+
+    @get("/{content_hash:str}/provenance", summary="How an output was made")
+    async def provenance(self, content_hash: str, cache_service: CacheService) -> Provenance:
+        """The provenance record of an output."""
+        return await cache_service.provenance(content_hash)
+
+    @post("/import", summary="Import a file from the server's filesystem")
+    async def import_path(
+        self,
+        cache_service: CacheService,
+        path: Annotated[str, Parameter(min_length=1, max_length=4096)],
+    ) -> Response[StoredItem]:
+        """Store the file at ``path``, which must lie under one of ``L1_IMPORT_ROOTS``."""
+        return _stored(await cache_service.import_path(path))
+
+    @post("/", summary="Upload an item", request_max_body_size=None)
+    async def upload(self, request: Request, cache_service: CacheService) -> Response[StoredItem]:
+        """Store the request body, sent raw or as the one file of a multipart form.
+
+        201 when the item is new, 200 when the cache already held it; 413 past
+        ``L1_MAX_UPLOAD_BYTES``.
+        """
+        limit = cache_service.max_upload_bytes
+        content_type, options = request.content_type
+        if content_type == RequestEncodingType.MULTI_PART:
+            body = limited(request.stream(), limit + FRAMING_ALLOWANCE)
+            if "boundary" not in options:
+                raise InvalidInput("multipart Content-Type has no boundary")
+            return _stored(await cache_service.upload(multipart_file(body, options["boundary"])))
+        return _stored(await cache_service.upload(request.stream()))

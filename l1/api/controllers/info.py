@@ -1,0 +1,41 @@
+"""``/`` server info and ``/assets`` the known named assets."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, get
+
+from l1.api.health import Health, HealthCheck
+from l1.assets import Asset
+from l1.workers.effects import EffectInfo
+
+__all__ = ["InfoController", "ServerInfo"]
+
+
+class ServerInfo(msgspec.Struct, kw_only=True):
+    """What this server is and whether its dependencies answer."""
+
+    name: str
+    version: str
+    actor: str
+    public_url: str
+    l2_url: str | None
+    effects: list[EffectInfo]
+    assets: list[str]
+    health: Health
+
+
+class InfoController(Controller):
+    """The server itself."""
+
+    tags = ["server"]
+
+    @get("/", summary="Server info")
+    async def info(self, server_info: ServerInfo, health_check: HealthCheck) -> ServerInfo:
+        """Name, version, the identity renders are signed with, effects, and health."""
+        return msgspec.structs.replace(server_info, health=await health_check())
+
+    @get("/assets", summary="Known named assets")
+    async def assets(self, assets: dict[str, Asset]) -> list[Asset]:
+        """Named media a run may use in place of a hash."""
+        return list(assets.values())

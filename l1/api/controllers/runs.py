@@ -1,0 +1,57 @@
+"""``/runs``: submit a run, list runs, read one (optionally waiting for it)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from l1.api.services.runs import RunService
+from l1.schemas import Page, Run, RunStatus, RunSubmission
+
+__all__ = ["RunController"]
+
+Limit = Annotated[int, Parameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
+Cursor = Annotated[str | None, Parameter(max_length=512, description="From `next_cursor`")]
+
+
+class RunController(Controller):
+    """Runs of recipes over inputs."""
+
+    path = "/runs"
+    tags = ["runs"]
+
+    @post("/", summary="Submit a run", status_code=HTTP_202_ACCEPTED)
+    async def submit(self, data: RunSubmission, run_service: RunService) -> Response[Run]:
+        """Accept a run; 202 while it is queued or rendering, 200 when it already finished.
+
+        The same recipe over the same inputs is the same run, so a repeat returns it.
+        """
+        run, _ = await run_service.submit(data, requested_by="api")
+        status = HTTP_200_OK if run.status.terminal else HTTP_202_ACCEPTED
+        return Response(run, status_code=status)
+
+    @get("/", summary="List runs, newest first")
+    async def list_runs(
+        self,
+        run_service: RunService,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        status: RunStatus | None = None,
+    ) -> Page[Run]:
+        """Runs, newest first, optionally only those in one status."""
+        return await run_service.page(limit=limit, cursor=cursor, status=status)
+
+    @get("/{run_id:str}", summary="Read a run")
+    async def get_run(
+        self,
+        run_id: str,
+        run_service: RunService,
+        wait: Annotated[
+            float, Parameter(ge=0, le=300, description="Seconds to wait for the run to finish")
+        ] = 0,
+    ) -> Run:
+        """The run; with ``?wait=SECONDS`` the answer comes as soon as it finishes."""
+        return await run_service.get(run_id, wait=wait)

@@ -1,0 +1,71 @@
+"""The one place where errors become HTTP responses.
+
+Domain errors (:mod:`l1.errors`) say what happened; this module says what status
+that is. A dependency that is down answers 503 naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import nats.errors
+from litestar import MediaType, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from l1 import errors
+
+if TYPE_CHECKING:
+    from litestar import Request
+    from litestar.types import ExceptionHandlersMap
+
+__all__ = ["exception_handlers"]
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.L1Error], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.Unprocessable: 422,
+    errors.DependencyDown: 503,
+}
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[dict]:
+    return Response(
+        {"status_code": status, "detail": detail},
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def _domain(_: Request, error: errors.L1Error) -> Response[dict]:
+    status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _error(status, str(error), headers)
+
+
+def _redis_down(_: Request, error: Exception) -> Response[dict]:
+    log.warning("redis unreachable: %s", error)
+    return _error(503, "Redis is unreachable; try again when it is back")
+
+
+def _nats_down(_: Request, error: Exception) -> Response[dict]:
+    log.warning("nats unreachable: %s", error)
+    return _error(503, "NATS is unreachable; try again when it is back")
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """Handlers for every error L1 raises on purpose."""
+    return {
+        errors.L1Error: _domain,
+        RedisConnectionError: _redis_down,
+        RedisTimeoutError: _redis_down,
+        nats.errors.Error: _nats_down,
+    }

@@ -1,0 +1,139 @@
+"""The plugin that wires L1 into a Litestar app: routes, dependencies, errors, and the
+lifespan that owns the NATS and Redis connections and the background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from litestar.di import Provide
+from litestar.plugins import InitPluginProtocol
+
+import l1
+from l1.api.controllers import CacheController, InfoController, RunController
+from l1.api.controllers.info import ServerInfo
+from l1.api.errors import exception_handlers
+from l1.api.health import Health, HealthCheck
+from l1.api.run_waiter import RunWaiter
+from l1.api.services.cache import CacheService
+from l1.api.services.runs import RunService
+from l1.assets import asset_path, known_assets
+from l1.cache.index import CacheIndex
+from l1.cache.store import ContentStore
+from l1.connections import connect_nats, connect_redis
+from l1.events.publisher import Publisher
+from l1.events.service import SubscriberService
+from l1.events.streams import ensure_streams
+from l1.run_store import RunStore
+from l1.workers.effects import default_effects
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from litestar.config.app import AppConfig
+
+    from l1.assets import Asset
+    from l1.settings import Settings
+
+__all__ = ["L1Plugin"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """What the controllers are given, built once per app start."""
+
+    run_service: RunService
+    cache_service: CacheService
+    server_info: ServerInfo
+    health_check: HealthCheck
+    assets: dict[str, Asset]
+
+
+class L1Plugin(InitPluginProtocol):
+    """Adds L1's routes and owns its connections for the life of the app."""
+
+    def __init__(self, settings: Settings, *, subscribers: bool = True) -> None:
+        self._settings = settings
+        self._subscribers = subscribers
+        self._services: Services | None = None
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Register routes, dependency providers, error handlers and the lifespan."""
+        app_config.route_handlers.extend([InfoController, RunController, CacheController])
+        for name in Services.__dataclass_fields__:
+            app_config.dependencies[name] = Provide(self._provider(name), sync_to_thread=False)
+        app_config.exception_handlers.update(exception_handlers())
+        app_config.lifespan.append(self._lifespan)
+        app_config.request_max_body_size = self._settings.max_body_bytes
+        return app_config
+
+    def _provider(self, name: str) -> Callable[[], Any]:
+        def provide() -> Any:
+            if self._services is None:
+                raise RuntimeError("the app has not started")
+            return getattr(self._services, name)
+
+        return provide
+
+    @asynccontextmanager
+    async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:
+        settings = self._settings
+        assert settings.nats_url and settings.redis_url, "NATS and Redis URLs are required"
+        async with AsyncExitStack() as stack:
+            nc = await connect_nats(settings.nats_url, name="l1-api")
+            stack.push_async_callback(nc.close)
+            redis = connect_redis(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            js = nc.jetstream()
+            await ensure_streams(js, settings)
+
+            runs, publisher = RunStore(redis), Publisher(js)
+            store, index = ContentStore(settings.cache_dir), CacheIndex(redis)
+            waiter = RunWaiter(redis, runs)
+            cache_service = CacheService(
+                store=store,
+                index=index,
+                publisher=publisher,
+                import_roots=settings.import_roots,
+                max_upload_bytes=settings.max_upload_bytes,
+            )
+            effects, assets = default_effects(), known_assets()
+            for name in assets:
+                await cache_service.store_file(asset_path(name), source=f"asset:{name}")
+
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(waiter.listen(stop))]
+            if self._subscribers:
+                subscribers = SubscriberService.for_redis(js, redis)
+                tasks.append(asyncio.create_task(subscribers.run(stop)))
+            self._services = Services(
+                run_service=RunService(
+                    runs=runs,
+                    store=store,
+                    effects=effects,
+                    assets=assets,
+                    publisher=publisher,
+                    waiter=waiter,
+                ),
+                cache_service=cache_service,
+                server_info=ServerInfo(
+                    name="l1",
+                    version=l1.__version__,
+                    actor=settings.actor,
+                    public_url=settings.public_url,
+                    l2_url=settings.l2_url,
+                    effects=[effect.info() for effect in effects],
+                    assets=sorted(assets),
+                    health=Health(nats="ok", redis="ok"),
+                ),
+                health_check=HealthCheck(nc, redis),
+                assets=assets,
+            )
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self._services = None

@@ -1,0 +1,1 @@
+"""The work behind the controllers: each service owns one resource's rules."""

@@ -1,0 +1,64 @@
+"""How each lifecycle event changes a run record: pure functions, easy to test.
+
+Each returns the new run, or None when the event changes nothing. A lower status
+never overwrites a higher one, so a late ``started`` cannot undo a ``completed``,
+and an event applied twice gives the same record as once.
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from l1.events.schemas import RunCompleted, RunFailed, RunProgress, RunStarted
+from l1.schemas import Run, RunStatus
+
+__all__ = ["apply_completed", "apply_failed", "apply_progress", "apply_started"]
+
+
+def apply_started(run: Run | None, event: RunStarted) -> Run | None:
+    """A worker took the run."""
+    if run is None:
+        return None
+    status = run.status if run.status.rank > RunStatus.RUNNING.rank else RunStatus.RUNNING
+    return replace(
+        run,
+        status=status,
+        started_at=run.started_at or event.at,
+        attempts=max(run.attempts, event.attempt),
+    )
+
+
+def apply_progress(run: Run | None, event: RunProgress) -> Run | None:
+    """A render reported progress; only a running run shows it."""
+    if run is None or run.status.terminal:
+        return None
+    return replace(run, progress=max(run.progress or 0.0, event.percent))
+
+
+def apply_completed(run: Run | None, event: RunCompleted) -> Run | None:
+    """The output is stored."""
+    if run is None or run.status.terminal:
+        return None
+    return replace(
+        run,
+        status=RunStatus.COMPLETED,
+        started_at=run.started_at or event.at,
+        completed_at=event.at,
+        output_hash=event.output_hash,
+        provenance=event.provenance,
+        progress=100.0,
+        error=None,
+    )
+
+
+def apply_failed(run: Run | None, event: RunFailed) -> Run | None:
+    """The run cannot succeed."""
+    if run is None or run.status.terminal:
+        return None
+    return replace(
+        run,
+        status=RunStatus.FAILED,
+        completed_at=event.at,
+        error=event.error,
+        attempts=max(run.attempts, event.attempt),
+    )

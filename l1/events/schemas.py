@@ -1,0 +1,109 @@
+"""Event payloads: a public interface, documented in the README.
+
+Each stream carries one tagged union, discriminated by the ``event`` field. Unknown
+fields are tolerated so that newer publishers do not break older subscribers.
+"""
+
+from __future__ import annotations
+
+
+import msgspec
+
+from l1.events import subjects
+from l1.schemas import Provenance, Run
+
+__all__ = [
+    "CACHE_DECODER",
+    "RUN_DECODER",
+    "CacheDeleted",
+    "CacheEvent",
+    "CacheStored",
+    "Event",
+    "RunCompleted",
+    "RunDiscarded",
+    "RunEvent",
+    "RunFailed",
+    "RunProgress",
+    "RunStarted",
+    "RunSubmitted",
+]
+
+
+class _RunEventBase(msgspec.Struct, kw_only=True, tag_field="event"):
+    event_id: str
+    at: str
+    run_id: str
+
+    @property
+    def subject(self) -> str:
+        """``l1.runs.<run_id>.<event>``."""
+        return subjects.run_event(self.run_id, self.__struct_config__.tag)  # type: ignore[arg-type]
+
+
+class RunSubmitted(_RunEventBase, tag="submitted"):
+    """The API accepted a run; ``run`` is its record as first stored."""
+
+    run: Run
+
+
+class RunStarted(_RunEventBase, tag="started"):
+    """A worker took the run's render request (``attempt`` counts deliveries)."""
+
+    worker: str
+    attempt: int = 1
+
+
+class RunProgress(_RunEventBase, tag="progress"):
+    """A render reports how far it is, in percent."""
+
+    percent: float
+    message: str = ""
+
+
+class RunCompleted(_RunEventBase, tag="completed"):
+    """The output is in the cache; ``provenance`` says how it was made."""
+
+    output_hash: str
+    provenance: Provenance
+
+
+class RunFailed(_RunEventBase, tag="failed"):
+    """The run cannot succeed; ``error`` says why."""
+
+    error: str
+    attempt: int = 1
+
+
+class RunDiscarded(_RunEventBase, tag="discarded"):
+    """The run and its activity were removed."""
+
+
+class _CacheEventBase(msgspec.Struct, kw_only=True, tag_field="event"):
+    event_id: str
+    at: str
+    content_hash: str
+
+    @property
+    def subject(self) -> str:
+        """``l1.cache.<content_hash>.<event>``."""
+        return subjects.cache_event(self.content_hash, self.__struct_config__.tag)  # type: ignore[arg-type]
+
+
+class CacheStored(_CacheEventBase, tag="stored"):
+    """An item was written to the content-addressed store."""
+
+    size: int
+    content_type: str
+    source: str = ""
+
+
+class CacheDeleted(_CacheEventBase, tag="deleted"):
+    """An item was removed from the store."""
+
+
+RunEvent = RunSubmitted | RunStarted | RunProgress | RunCompleted | RunFailed | RunDiscarded
+CacheEvent = CacheStored | CacheDeleted
+Event = RunEvent | CacheEvent
+
+RUN_DECODER: msgspec.json.Decoder[RunEvent] = msgspec.json.Decoder(RunEvent)
+CACHE_DECODER: msgspec.json.Decoder[CacheEvent] = msgspec.json.Decoder(CacheEvent)

@@ -1,0 +1,121 @@
+"""JetStream streams and durable consumers, declared in code and created idempotently."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from l1.events import subjects
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from l1.settings import Settings
+
+__all__ = [
+    "CACHE_PROJECTOR",
+    "EVENTS_STREAM",
+    "RENDER_STREAM",
+    "RUN_PROJECTOR",
+    "WORKERS",
+    "ensure_streams",
+    "stream_configs",
+]
+
+RENDER_STREAM = "L1_RENDER"
+EVENTS_STREAM = "L1_EVENTS"
+DEAD_STREAM = "L1_DEAD"
+WORKERS = "workers"
+RUN_PROJECTOR = "run-projector"
+CACHE_PROJECTOR = "cache-projector"
+
+# JetStream drops a request whose Nats-Msg-Id it saw within this window.
+DUPLICATE_WINDOW = 600.0
+
+
+def stream_configs() -> list[StreamConfig]:
+    """The three streams: render work queue, lifecycle events, and dead letters."""
+    return [
+        StreamConfig(
+            name=RENDER_STREAM,
+            subjects=[subjects.RENDER],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[subjects.RUN_EVENTS, subjects.CACHE_EVENTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+            max_age=30 * 24 * 3600.0,
+        ),
+        StreamConfig(
+            name=DEAD_STREAM,
+            subjects=[subjects.DEAD],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+        ),
+    ]
+
+
+def consumer_configs(settings: Settings) -> dict[str, list[ConsumerConfig]]:
+    """Durable pull consumers, by stream: the worker pool and the two projectors."""
+    return {
+        RENDER_STREAM: [
+            ConsumerConfig(
+                durable_name=WORKERS,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=settings.ack_wait,
+                max_deliver=settings.max_deliver,
+                max_ack_pending=10_000,
+                deliver_policy=DeliverPolicy.ALL,
+            )
+        ],
+        EVENTS_STREAM: [
+            ConsumerConfig(
+                durable_name=RUN_PROJECTOR,
+                filter_subject=subjects.RUN_EVENTS,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_ack_pending=20_000,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+            ConsumerConfig(
+                durable_name=CACHE_PROJECTOR,
+                filter_subject=subjects.CACHE_EVENTS,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_ack_pending=20_000,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        ],
+    }
+
+
+async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
+    """Create or update every stream and consumer; safe to call from every process."""
+    for config in stream_configs():
+        try:
+            await js.stream_info(config.name)  # type: ignore[arg-type]
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except BadRequestError:  # another process created it first
+                pass
+        else:
+            await js.update_stream(config)
+    for stream, consumers in consumer_configs(settings).items():
+        for consumer in consumers:
+            await js.add_consumer(stream, consumer)

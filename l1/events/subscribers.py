@@ -1,0 +1,93 @@
+"""Subscribers: project lifecycle events into Redis.
+
+Every handler is idempotent and order-tolerant: see :mod:`l1.events.projections`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from l1.cache.activities import Activity
+from l1.cache.index import CacheItem
+from l1.events import projections
+from l1.events.schemas import (
+    CacheDeleted,
+    CacheEvent,
+    CacheStored,
+    RunCompleted,
+    RunDiscarded,
+    RunEvent,
+    RunFailed,
+    RunProgress,
+    RunStarted,
+    RunSubmitted,
+)
+
+if TYPE_CHECKING:
+    from l1.cache.activities import ActivityLog
+    from l1.cache.index import CacheIndex
+    from l1.run_store import RunStore
+
+__all__ = ["CacheProjector", "RunProjector"]
+
+
+class RunProjector:
+    """Keeps run records, activities and provenance current from ``l1.runs.>``."""
+
+    def __init__(self, runs: RunStore, activities: ActivityLog, index: CacheIndex) -> None:
+        self._runs = runs
+        self._activities = activities
+        self._index = index
+
+    async def handle(self, event: RunEvent) -> None:
+        """Apply one event."""
+        match event:
+            case RunSubmitted(run=run):
+                await self._runs.update(run.run_id, lambda current: current or run)
+            case RunStarted():
+                await self._runs.update(event.run_id, lambda r: projections.apply_started(r, event))
+            case RunProgress():
+                await self._runs.update(event.run_id, lambda r: projections.apply_progress(r, event))
+            case RunCompleted():
+                await self._completed(event)
+            case RunFailed():
+                await self._runs.update(event.run_id, lambda r: projections.apply_failed(r, event))
+            case RunDiscarded():
+                pass  # the discard itself removed the run; nothing is left to project
+
+    async def _completed(self, event: RunCompleted) -> None:
+        # Activity and provenance first: once the run reads "completed", its items are
+        # already protected by the deletion rules.
+        provenance = event.provenance
+        await self._index.record_provenance(provenance)
+        await self._activities.record(
+            Activity(
+                run_id=event.run_id,
+                inputs=[i.content_hash for i in provenance.inputs],
+                output=event.output_hash,
+                completed_at=event.at,
+            )
+        )
+        await self._runs.update(event.run_id, lambda r: projections.apply_completed(r, event))
+
+
+class CacheProjector:
+    """Keeps the cache index current from ``l1.cache.>``."""
+
+    def __init__(self, index: CacheIndex) -> None:
+        self._index = index
+
+    async def handle(self, event: CacheEvent) -> None:
+        """Apply one event."""
+        match event:
+            case CacheStored():
+                await self._index.record_stored(
+                    CacheItem(
+                        content_hash=event.content_hash,
+                        size=event.size,
+                        content_type=event.content_type,
+                        stored_at=event.at,
+                    )
+                )
+            case CacheDeleted():
+                await self._index.record_deleted(event.content_hash)

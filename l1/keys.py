@@ -1,0 +1,51 @@
+"""Every Redis key L1 uses, in one place. All live under ``artdag:``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACTIVITIES",
+    "CACHE_ITEMS",
+    "RUNS",
+    "RUNS_FINISHED_CHANNEL",
+    "activity",
+    "cache_item",
+    "provenance",
+    "references",
+    "run",
+    "runs_with_status",
+]
+
+RUNS = "artdag:runs"  # sorted set of run ids, scored by creation time (µs)
+CACHE_ITEMS = "artdag:cache:items"  # sorted set of content hashes, scored by first store time
+ACTIVITIES = "artdag:activities"  # sorted set of run ids with a recorded activity
+RUNS_FINISHED_CHANNEL = "artdag:runs:finished"  # pub/sub: a run id each time one finishes
+
+
+def run(run_id: str) -> str:
+    """The run record (msgspec JSON of :class:`l1.schemas.Run`)."""
+    return f"artdag:run:{run_id}"
+
+
+def runs_with_status(status: str) -> str:
+    """Sorted set of the run ids currently in ``status``."""
+    return f"artdag:runs:status:{status}"
+
+
+def cache_item(content_hash: str) -> str:
+    """The index entry of a cache item (size, media type, first stored)."""
+    return f"artdag:cache:item:{content_hash}"
+
+
+def provenance(content_hash: str) -> str:
+    """The provenance record of an output."""
+    return f"artdag:provenance:{content_hash}"
+
+
+def activity(run_id: str) -> str:
+    """A run's activity: the items it used and made."""
+    return f"artdag:activity:{run_id}"
+
+
+def references(content_hash: str) -> str:
+    """Set of run ids whose activity uses or made ``content_hash``."""
+    return f"artdag:refs:{content_hash}"

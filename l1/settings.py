@@ -1,0 +1,96 @@
+"""Settings, read once from ``L1_*`` environment variables.
+
+Every component receives the :class:`Settings` it needs; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """An ``L1_*`` variable holds a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable about one L1 process."""
+
+    data_dir: Path
+    cache_dir: Path
+    nats_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8100
+    import_roots: tuple[Path, ...] = ()
+    max_upload_bytes: int = 1 << 30
+    max_body_bytes: int = 1 << 20
+    actor: str
+    public_url: str
+    l2_url: str | None = None
+    api_tokens: tuple[str, ...] = ()
+    ack_wait: float = 30.0
+    max_deliver: int = 5
+    render_timeout: float = 600.0
+
+    @property
+    def embedded(self) -> bool:
+        """Whether ``l1 up`` must start its own NATS and Redis servers."""
+        return self.nats_url is None or self.redis_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); ``overrides`` win."""
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("L1_DATA_DIR", "~/.artdag")).expanduser()
+        host = env.get("L1_HOST", "127.0.0.1")
+        port = _int(env, "L1_PORT", 8100)
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "cache_dir": Path(env.get("L1_CACHE_DIR", data_dir / "cache")).expanduser(),
+            "nats_url": env.get("L1_NATS_URL") or None,
+            "redis_url": env.get("L1_REDIS_URL") or None,
+            "host": host,
+            "port": port,
+            "import_roots": tuple(
+                Path(p).expanduser() for p in env.get("L1_IMPORT_ROOTS", "").split(os.pathsep) if p
+            ),
+            "max_upload_bytes": _int(env, "L1_MAX_UPLOAD_BYTES", 1 << 30),
+            "max_body_bytes": _int(env, "L1_MAX_BODY_BYTES", 1 << 20),
+            "actor": env.get("L1_ACTOR") or f"@l1@{socket.gethostname()}",
+            "public_url": env.get("L1_PUBLIC_URL") or f"http://{host}:{port}",
+            "l2_url": env.get("L1_L2_URL") or None,
+            "api_tokens": tuple(t for t in env.get("L1_API_TOKENS", "").split(",") if t),
+            "ack_wait": _float(env, "L1_ACK_WAIT", 30.0),
+            "max_deliver": _int(env, "L1_MAX_DELIVER", 5),
+            "render_timeout": _float(env, "L1_RENDER_TIMEOUT", 600.0),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return msgspec.convert(values, cls, strict=False)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None

@@ -1,0 +1,18 @@
+"""Timestamps as the API and events carry them: ISO 8601, UTC, microseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["micros", "utc_now"]
+
+
+def utc_now() -> str:
+    """The current time, e.g. ``2026-11-22T08:30:00.123456Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def micros(timestamp: str) -> int:
+    """Microseconds since the epoch for a timestamp made by :func:`utc_now`."""
+    parsed = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond

@@ -1,0 +1,88 @@
+"""Rendering one request: read the inputs from the cache, run the effect in a pool,
+store the output, and describe how it was made."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from l1.errors import L1Error
+from l1.schemas import NamedHash, Provenance
+from l1.timestamps import utc_now
+from l1.workers.infrastructure import infrastructure
+
+if TYPE_CHECKING:
+    from l1.cache.store import ContentStore, StoredItem
+    from l1.schemas import RenderRequest
+    from l1.workers.effects import Effect, EffectRegistry
+
+__all__ = ["PermanentRenderError", "RenderResult", "Renderer"]
+
+
+class PermanentRenderError(L1Error):
+    """A render that no retry can fix (missing input, unknown effect, bad media)."""
+
+
+class RenderResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored output and its provenance."""
+
+    output: StoredItem
+    provenance: Provenance
+
+
+class Renderer:
+    """Turns render requests into stored outputs."""
+
+    def __init__(
+        self, *, store: ContentStore, effects: EffectRegistry, executor: Executor, actor: str
+    ) -> None:
+        self._store = store
+        self._effects = effects
+        self._executor = executor
+        self._actor = actor
+
+    async def render(self, request: RenderRequest) -> RenderResult:
+        """Render ``request``; raises :class:`PermanentRenderError` when it can never succeed."""
+        try:
+            effect = self._effects.get(request.recipe)
+        except L1Error as error:
+            raise PermanentRenderError(str(error)) from None
+        if effect.content_hash != request.recipe_hash:
+            raise PermanentRenderError(
+                f"this worker's {effect.name!r} is a different version "
+                f"({effect.content_hash[:12]}, run asks for {request.recipe_hash[:12]})"
+            )
+        inputs = [self._input_path(ref.content_hash) for ref in request.inputs]
+        loop = asyncio.get_running_loop()
+        output = await loop.run_in_executor(self._executor, self._render_and_store, effect, inputs)
+        return RenderResult(output=output, provenance=self._provenance(request, effect, output))
+
+    def _input_path(self, content_hash: str) -> Path:
+        try:
+            return self._store.open_path(content_hash)
+        except L1Error as error:
+            raise PermanentRenderError(f"input missing: {error}") from None
+
+    def _render_and_store(self, effect: Effect, inputs: list[Path]) -> StoredItem:
+        with tempfile.TemporaryDirectory(dir=self._store.root / "tmp") as workdir:
+            params = effect.parse_params(None)
+            produced = effect.render(inputs, Path(workdir), params, lambda percent: None)
+            return self._store.put_file(produced)
+
+    def _provenance(self, request: RenderRequest, effect: Effect, output: StoredItem) -> Provenance:
+        return Provenance(
+            task_id=uuid.uuid4().hex,
+            run_id=request.run_id,
+            rendered_at=utc_now(),
+            rendered_by=self._actor,
+            output=NamedHash(name=request.output_name, content_hash=output.content_hash),
+            inputs=[NamedHash(name=i.name, content_hash=i.content_hash) for i in request.inputs],
+            effects=[NamedHash(name=effect.name, content_hash=effect.content_hash)],
+            infrastructure=infrastructure(),
+        )

@@ -1,0 +1,187 @@
+"""The render worker service: a fetcher and bounded runners over the ``workers`` consumer.
+
+Outcome by exception type: a render that can never succeed is terminated at once and
+its request kept as a dead letter; any other error is handed back (nak with a delay)
+until the consumer's MaxDeliver, then fails the run. A request is acked only once its
+output is stored and its ``completed`` event confirmed by JetStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from typing import TYPE_CHECKING
+
+import msgspec
+import nats.errors
+
+from l1.events.schemas import CacheStored, RunCompleted, RunFailed, RunStarted
+from l1.events.streams import RENDER_STREAM, WORKERS
+from l1.events import subjects
+from l1.schemas import RenderRequest
+from l1.timestamps import utc_now
+from l1.workers.render import PermanentRenderError
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from l1.events.publisher import Publisher
+    from l1.settings import Settings
+    from l1.workers.render import Renderer, RenderResult
+
+__all__ = ["WorkerService"]
+
+log = logging.getLogger(__name__)
+
+_decoder = msgspec.json.Decoder(RenderRequest)
+
+
+class WorkerService:
+    """Pulls render requests and renders up to ``concurrency`` of them at once."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        renderer: Renderer,
+        publisher: Publisher,
+        settings: Settings,
+        concurrency: int = 4,
+        grace: float = 10.0,
+    ) -> None:
+        self._js = js
+        self._renderer = renderer
+        self._publisher = publisher
+        self._settings = settings
+        self._concurrency = concurrency
+        self._grace = grace
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.name = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Render until ``stop`` is set, then finish or hand back what is held."""
+        subscription = await self._js.pull_subscribe_bind(WORKERS, stream=RENDER_STREAM)
+        try:
+            while not stop.is_set():
+                free = self._concurrency - len(self._tasks)
+                if free == 0:
+                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    messages = await subscription.fetch(free, timeout=0.5)
+                except nats.errors.TimeoutError:
+                    continue
+                except nats.errors.Error as error:
+                    log.warning("fetch failed: %s", error)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    continue
+                for msg in messages:
+                    task = asyncio.create_task(self._handle(msg))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            await self._shutdown()
+            await subscription.unsubscribe()
+
+    async def _shutdown(self) -> None:
+        # Two phases: let in-flight renders finish, then cancel (and nak) the rest.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._grace)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            request = _decoder.decode(msg.data)
+        except msgspec.ValidationError as error:
+            log.error("terminating malformed render request on %s: %s", msg.subject, error)
+            await msg.term()
+            return
+        attempt = msg.metadata.num_delivered or 1
+        keepalive = asyncio.create_task(self._keep_claim(msg))
+        try:
+            await self._publisher.event(
+                RunStarted(
+                    event_id=f"{request.run_id}.started.{attempt}",
+                    at=utc_now(),
+                    run_id=request.run_id,
+                    worker=self.name,
+                    attempt=attempt,
+                )
+            )
+            result = await asyncio.wait_for(
+                self._renderer.render(request), timeout=self._settings.render_timeout
+            )
+            await self._completed(request, result)
+            await msg.ack()
+        except asyncio.CancelledError:
+            await _quietly(msg.nak())
+            raise
+        except PermanentRenderError as error:
+            await self._fail(msg, request, str(error), attempt)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            if attempt >= self._settings.max_deliver:
+                await self._fail(msg, request, f"gave up after {attempt} attempts: {reason}", attempt)
+            else:
+                log.warning("render of %s failed (attempt %d): %s", request.run_id, attempt, reason)
+                await _quietly(msg.nak(delay=min(2.0**attempt, 60.0)))
+        finally:
+            keepalive.cancel()
+
+    async def _completed(self, request: RenderRequest, result: RenderResult) -> None:
+        output = result.output
+        await self._publisher.event(
+            CacheStored(
+                event_id=f"{output.content_hash}.stored",
+                at=utc_now(),
+                content_hash=output.content_hash,
+                size=output.size,
+                content_type=output.content_type,
+                source=f"run:{request.run_id}",
+            )
+        )
+        await self._publisher.event(
+            RunCompleted(
+                event_id=f"{request.run_id}.completed",
+                at=utc_now(),
+                run_id=request.run_id,
+                output_hash=output.content_hash,
+                provenance=result.provenance,
+            )
+        )
+
+    async def _fail(self, msg: Msg, request: RenderRequest, reason: str, attempt: int) -> None:
+        log.error("run %s failed: %s", request.run_id, reason)
+        await self._publisher.dead_letter(subjects.dead_letter(request.recipe), msg.data, reason)
+        await self._publisher.event(
+            RunFailed(
+                event_id=f"{request.run_id}.failed",
+                at=utc_now(),
+                run_id=request.run_id,
+                error=reason,
+                attempt=attempt,
+            )
+        )
+        await msg.term()
+
+    async def _keep_claim(self, msg: Msg) -> None:
+        # Tell JetStream the render is alive well inside AckWait, so it is not redelivered.
+        interval = max(self._settings.ack_wait / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            await _quietly(msg.in_progress())
+
+
+async def _quietly(action: object) -> None:
+    try:
+        await action  # type: ignore[misc]
+    except nats.errors.Error as error:
+        log.warning("could not reach JetStream: %s", error)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 from litestar.response import File, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
@@ -20,8 +21,11 @@ from l1.schemas import Page, Provenance
 
 __all__ = ["CacheController"]
 
-Limit = Annotated[int, Parameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
-Cursor = Annotated[str | None, Parameter(max_length=512, description="From `next_cursor`")]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
+Cursor = Annotated[
+    str | None, QueryParameter(max_length=512, description="From a previous page's `next_cursor`")
+]
+Cache = NamedDependency[CacheService]
 
 
 def _stored(item: StoredItem) -> Response[StoredItem]:
@@ -36,14 +40,14 @@ class CacheController(Controller):
 
     @get("/", summary="List cached items, most recent first")
     async def list_items(
-        self, cache_service: CacheService, limit: Limit = 100, cursor: Cursor = None
+        self, cache_service: Cache, limit: Limit = 100, cursor: Cursor = None
     ) -> Page[CacheItem]:
         """Items of the cache index."""
         return await cache_service.page(limit=limit, cursor=cursor)
 
     @get("/{content_hash:str}", summary="Download an item")
     async def download(
-        self, request: Request, content_hash: str, cache_service: CacheService
+        self, request: Request, content_hash: FromPath[str], cache_service: Cache
     ) -> Response[bytes] | File | Stream:
         """The item's bytes; ``ETag`` is its hash, ``Range`` requests get 206."""
         path, item = await cache_service.locate(content_hash)
@@ -57,21 +61,21 @@ class CacheController(Controller):
         )
 
     @get("/{content_hash:str}/provenance", summary="How an output was made")
-    async def provenance(self, content_hash: str, cache_service: CacheService) -> Provenance:
+    async def provenance(self, content_hash: FromPath[str], cache_service: Cache) -> Provenance:
         """The provenance record of an output."""
         return await cache_service.provenance(content_hash)
 
     @post("/import", summary="Import a file from the server's filesystem")
     async def import_path(
         self,
-        cache_service: CacheService,
-        path: Annotated[str, Parameter(min_length=1, max_length=4096)],
+        cache_service: Cache,
+        path: Annotated[str, QueryParameter(min_length=1, max_length=4096)],
     ) -> Response[StoredItem]:
         """Store the file at ``path``, which must lie under one of ``L1_IMPORT_ROOTS``."""
         return _stored(await cache_service.import_path(path))
 
     @post("/", summary="Upload an item", request_max_body_size=None)
-    async def upload(self, request: Request, cache_service: CacheService) -> Response[StoredItem]:
+    async def upload(self, request: Request, cache_service: Cache) -> Response[StoredItem]:
         """Store the request body, sent raw or as the one file of a multipart form.
 
         201 when the item is new, 200 when the cache already held it; 413 past

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, get
+from litestar.di import NamedDependency
 
 from l1.api.health import Health, HealthCheck
 from l1.assets import Asset
@@ -31,11 +32,13 @@ class InfoController(Controller):
     tags = ["server"]
 
     @get("/", summary="Server info")
-    async def info(self, server_info: ServerInfo, health_check: HealthCheck) -> ServerInfo:
+    async def info(
+        self, server_info: NamedDependency[ServerInfo], health_check: NamedDependency[HealthCheck]
+    ) -> ServerInfo:
         """Name, version, the identity renders are signed with, effects, and health."""
         return msgspec.structs.replace(server_info, health=await health_check())
 
     @get("/assets", summary="Known named assets")
-    async def assets(self, assets: dict[str, Asset]) -> list[Asset]:
+    async def assets(self, assets: NamedDependency[dict[str, Asset]]) -> list[Asset]:
         """Named media a run may use in place of a hash."""
         return list(assets.values())

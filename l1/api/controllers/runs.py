@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from l1.api.services.runs import RunService
@@ -13,8 +14,11 @@ from l1.schemas import Page, Run, RunStatus, RunSubmission
 
 __all__ = ["RunController"]
 
-Limit = Annotated[int, Parameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
-Cursor = Annotated[str | None, Parameter(max_length=512, description="From `next_cursor`")]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
+Cursor = Annotated[
+    str | None, QueryParameter(max_length=512, description="From a previous page's `next_cursor`")
+]
+Runs = NamedDependency[RunService]
 
 
 class RunController(Controller):
@@ -24,7 +28,7 @@ class RunController(Controller):
     tags = ["runs"]
 
     @post("/", summary="Submit a run", status_code=HTTP_202_ACCEPTED)
-    async def submit(self, data: RunSubmission, run_service: RunService) -> Response[Run]:
+    async def submit(self, data: RunSubmission, run_service: Runs) -> Response[Run]:
         """Accept a run; 202 while it is queued or rendering, 200 when it already finished.
 
         The same recipe over the same inputs is the same run, so a repeat returns it.
@@ -36,10 +40,10 @@ class RunController(Controller):
     @get("/", summary="List runs, newest first")
     async def list_runs(
         self,
-        run_service: RunService,
+        run_service: Runs,
         limit: Limit = 100,
         cursor: Cursor = None,
-        status: RunStatus | None = None,
+        status: FromQuery[RunStatus | None] = None,
     ) -> Page[Run]:
         """Runs, newest first, optionally only those in one status."""
         return await run_service.page(limit=limit, cursor=cursor, status=status)
@@ -47,10 +51,10 @@ class RunController(Controller):
     @get("/{run_id:str}", summary="Read a run")
     async def get_run(
         self,
-        run_id: str,
-        run_service: RunService,
+        run_id: FromPath[str],
+        run_service: Runs,
         wait: Annotated[
-            float, Parameter(ge=0, le=300, description="Seconds to wait for the run to finish")
+            float, QueryParameter(ge=0, le=300, description="Seconds to wait for the run to finish")
         ] = 0,
     ) -> Run:
         """The run; with ``?wait=SECONDS`` the answer comes as soon as it finishes."""

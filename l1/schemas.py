@@ -15,8 +15,8 @@ from l1.identifiers import HASH_PATTERN
 
 __all__ = [
     "ContentHash",
-    "InputRef",
     "Infrastructure",
+    "InputRef",
     "NamedHash",
     "Page",
     "Provenance",

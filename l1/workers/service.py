@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import msgspec
 import nats.errors
 
+from l1.events import subjects
 from l1.events.schemas import CacheStored, RunCompleted, RunFailed, RunStarted
 from l1.events.streams import RENDER_STREAM, WORKERS
-from l1.events import subjects
 from l1.schemas import RenderRequest
 from l1.timestamps import utc_now
 from l1.workers.render import PermanentRenderError
@@ -129,7 +129,9 @@ class WorkerService:
         except Exception as error:
             reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             if attempt >= self._settings.max_deliver:
-                await self._fail(msg, request, f"gave up after {attempt} attempts: {reason}", attempt)
+                await self._fail(
+                    msg, request, f"gave up after {attempt} attempts: {reason}", attempt
+                )
             else:
                 log.warning("render of %s failed (attempt %d): %s", request.run_id, attempt, reason)
                 await _quietly(msg.nak(delay=min(2.0**attempt, 60.0)))

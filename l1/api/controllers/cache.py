@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
 from litestar.params import FromPath, QueryParameter
 from litestar.response import File, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from l1.api.downloads import file_response
 from l1.api.services.cache import CacheService
-from l1.cache.index import CacheItem
 from l1.api.uploads import FRAMING_ALLOWANCE, limited, multipart_file
+from l1.cache.index import CacheItem
 from l1.cache.store import StoredItem
 from l1.errors import InvalidInput
 from l1.schemas import Page, Provenance

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from l1.api.services.runs import RunService
@@ -28,7 +28,7 @@ class RunController(Controller):
     tags = ["runs"]
 
     @post("/", summary="Submit a run", status_code=HTTP_202_ACCEPTED)
-    async def submit(self, data: RunSubmission, run_service: Runs) -> Response[Run]:
+    async def submit(self, data: JSONBody[RunSubmission], run_service: Runs) -> Response[Run]:
         """Accept a run; 202 while it is queued or rendering, 200 when it already finished.
 
         The same recipe over the same inputs is the same run, so a repeat returns it.

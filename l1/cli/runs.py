@@ -1,0 +1,98 @@
+"""Commands about runs: ``render``, ``runs``, ``run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from l1.cli.common import console, pass_client, short
+from l1.client import L1Client
+
+__all__ = ["COMMANDS"]
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@click.command()
+@click.argument("effect")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--sync", is_flag=True, help="Wait for the render, showing progress.")
+@click.option("--output-name", default=None, help="Name recorded for the output.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds --sync waits.")
+@pass_client
+def render(
+    client: L1Client,
+    effect: str,
+    inputs: tuple[str, ...],
+    sync: bool,
+    output_name: str | None,
+    timeout: float,
+) -> None:
+    """Render EFFECT over INPUTS: content hashes, asset names or local files."""
+    hashes = [_as_input(client, value) for value in inputs]
+    run = client.submit(effect, hashes, output_name=output_name)
+    if not sync:
+        console.print(run["run_id"])
+        return
+    run = _follow(client, run, timeout)
+    if run["status"] != "completed":
+        raise click.ClickException(f"run {run['run_id']} {run['status']}: {run.get('error')}")
+    output = run["output_hash"]
+    console.print(output)
+    console.print(f"[dim]fetch: {client.base_url}/cache/{output}  or  l1 fetch {output} -o FILE[/]")
+
+
+def _as_input(client: L1Client, value: str) -> str:
+    path = Path(value)
+    if path.is_file():
+        return str(client.upload(path)["content_hash"])
+    return value
+
+
+def _follow(client: L1Client, run: dict[str, Any], timeout: float) -> dict[str, Any]:
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(run["status"], total=100)
+        waited = 0.0
+        while run["status"] not in TERMINAL and waited < timeout:
+            # Long-poll: the server answers as soon as the run finishes.
+            run = client.run(run["run_id"], wait=2.0)
+            waited += 2.0
+            progress.update(task, description=run["status"], completed=run.get("progress") or 0)
+    return run
+
+
+@click.command(name="runs")
+@click.option("--status", default=None, help="Only runs in this status.")
+@click.option("--limit", default=50, show_default=True, help="How many to show.")
+@pass_client
+def list_runs(client: L1Client, status: str | None, limit: int) -> None:
+    """List runs, newest first."""
+    table = Table("run", "recipe", "status", "created", "output")
+    for index, run in enumerate(client.runs(status=status, limit=min(limit, 1000))):
+        if index >= limit:
+            break
+        table.add_row(
+            short(run["run_id"]),
+            run["recipe"],
+            run["status"],
+            run["created_at"],
+            short(run.get("output_hash")),
+        )
+    console.print(table)
+
+
+@click.command(name="run")
+@click.argument("run_id")
+@click.option("--wait", default=0.0, help="Seconds to wait for it to finish.")
+@pass_client
+def show_run(client: L1Client, run_id: str, wait: float) -> None:
+    """Show one run as JSON."""
+    console.print_json(data=client.run(run_id, wait=wait))
+
+
+COMMANDS = [render, list_runs, show_run]

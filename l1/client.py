@@ -1,0 +1,122 @@
+"""A small HTTP client for L1's API, used by the command line and the benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["L1Client", "L1ClientError"]
+
+
+class L1ClientError(Exception):
+    """The server refused a request or could not be reached; the message says which."""
+
+
+class L1Client:
+    """Calls one L1 server."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> L1Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def info(self) -> dict[str, Any]:
+        """``GET /``."""
+        return self._call("GET", "/")
+
+    def submit(
+        self,
+        recipe: str,
+        inputs: list[str],
+        *,
+        output_name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /runs``; returns the run."""
+        body: dict[str, Any] = {"recipe": recipe, "inputs": inputs}
+        if output_name:
+            body["output_name"] = output_name
+        if params:
+            body["params"] = dict(params)
+        return self._call("POST", "/runs", json=body)
+
+    def run(self, run_id: str, *, wait: float = 0) -> dict[str, Any]:
+        """``GET /runs/{run_id}``, waiting up to ``wait`` seconds for it to finish."""
+        params = {"wait": wait} if wait else None
+        return self._call("GET", f"/runs/{run_id}", params=params, timeout=wait + 30)
+
+    def runs(self, *, limit: int = 100, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every run, newest first, following the pages."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._pages("/runs", params)
+
+    def cache(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Every cached item, most recent first, following the pages."""
+        return self._pages("/cache", {"limit": limit})
+
+    def upload(self, path: Path) -> dict[str, Any]:
+        """``POST /cache`` with the file's bytes, streamed."""
+        with path.open("rb") as body:
+            return self._call(
+                "POST", "/cache", content=body, headers={"Content-Type": "application/octet-stream"}
+            )
+
+    def download(self, content_hash: str, destination: Path) -> int:
+        """Save an item to ``destination``; returns the number of bytes written."""
+        try:
+            with self._http.stream("GET", f"/cache/{content_hash}") as response:
+                _raise_for(response, read=True)
+                written = 0
+                with destination.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        written += len(chunk)
+                return written
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._call("GET", path, params=params)
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            params = {**params, "cursor": page["next_cursor"]}
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
+        _raise_for(response)
+        return response.json() if response.content else None
+
+    def _unreachable(self, error: Exception) -> L1ClientError:
+        return L1ClientError(f"cannot reach L1 at {self.base_url} ({error}); is `l1 up` running?")
+
+
+def _raise_for(response: httpx.Response, *, read: bool = False) -> None:
+    if response.is_success:
+        return
+    if read:
+        response.read()
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text or response.reason_phrase
+    raise L1ClientError(f"{response.status_code}: {detail}")

@@ -58,6 +58,31 @@ class L1Client:
         params = {"wait": wait} if wait else None
         return self._call("GET", f"/runs/{run_id}", params=params, timeout=wait + 30)
 
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        """``POST /runs/{run_id}/cancel``."""
+        return self._call("POST", f"/runs/{run_id}/cancel")
+
+    def discard(self, run_id: str, *, cancel: bool = False) -> dict[str, Any]:
+        """``DELETE /runs/{run_id}``; returns what was deleted and what was kept."""
+        params = {"cancel": "true"} if cancel else None
+        return self._call("DELETE", f"/runs/{run_id}", params=params)
+
+    def publish(self, run_id: str) -> dict[str, Any]:
+        """``POST /runs/{run_id}/publish``."""
+        return self._call("POST", f"/runs/{run_id}/publish")
+
+    def delete_item(self, content_hash: str) -> None:
+        """``DELETE /cache/{hash}``."""
+        self._call("DELETE", f"/cache/{content_hash}")
+
+    def meta(self, content_hash: str) -> dict[str, Any]:
+        """``GET /cache/{hash}/meta``."""
+        return self._call("GET", f"/cache/{content_hash}/meta")
+
+    def gc(self, *, dry_run: bool) -> dict[str, Any]:
+        """``POST /cache/gc``."""
+        return self._call("POST", "/cache/gc", params={"dry_run": str(dry_run).lower()})
+
     def runs(self, *, limit: int = 100, status: str | None = None) -> Iterator[dict[str, Any]]:
         """Every run, newest first, following the pages."""
         params: dict[str, Any] = {"limit": limit}

@@ -12,6 +12,7 @@ __all__ = [
     "TooLarge",
     "Unauthorized",
     "Unprocessable",
+    "UpstreamError",
 ]
 
 
@@ -49,3 +50,7 @@ class Unprocessable(L1Error):
 
 class DependencyDown(L1Error):
     """A service L1 depends on (NATS, Redis, L2) cannot be reached."""
+
+
+class UpstreamError(L1Error):
+    """A service L1 depends on answered, but with an error."""

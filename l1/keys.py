@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ACTIVITIES",
     "CACHE_ITEMS",
+    "PUBLISHED",
     "RUNS",
     "RUNS_FINISHED_CHANNEL",
     "activity",
@@ -13,12 +14,14 @@ __all__ = [
     "references",
     "run",
     "runs_with_status",
+    "tombstone",
 ]
 
 RUNS = "artdag:runs"  # sorted set of run ids, scored by creation time (µs)
 CACHE_ITEMS = "artdag:cache:items"  # sorted set of content hashes, scored by first store time
 ACTIVITIES = "artdag:activities"  # sorted set of run ids with a recorded activity
 RUNS_FINISHED_CHANNEL = "artdag:runs:finished"  # pub/sub: a run id each time one finishes
+PUBLISHED = "artdag:published"  # set of content hashes L2 published through this server
 
 
 def run(run_id: str) -> str:
@@ -49,3 +52,8 @@ def activity(run_id: str) -> str:
 def references(content_hash: str) -> str:
     """Set of run ids whose activity uses or made ``content_hash``."""
     return f"artdag:refs:{content_hash}"
+
+
+def tombstone(content_hash: str) -> str:
+    """Set while ``content_hash`` is being deleted; no run may start using it meanwhile."""
+    return f"artdag:deleting:{content_hash}"

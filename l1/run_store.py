@@ -91,6 +91,15 @@ class RunStore:
                 except WatchError:
                     continue
 
+    async def delete(self, run: Run) -> None:
+        """Remove the run record and its index entries."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.run(run.run_id))
+            pipe.zrem(keys.RUNS, run.run_id)
+            for status in RunStatus:
+                pipe.zrem(keys.runs_with_status(status), run.run_id)
+            await pipe.execute()
+
     async def _index(self, run: Run, previous: Run | None) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             self._queue_index(pipe, run, previous)

@@ -24,6 +24,7 @@ __all__ = [
     "Run",
     "RunStatus",
     "RunSubmission",
+    "RunView",
 ]
 
 ContentHash = Annotated[
@@ -54,6 +55,7 @@ class RunStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def rank(self) -> int:
@@ -66,7 +68,13 @@ class RunStatus(enum.StrEnum):
         return self.rank == 2
 
 
-_RANK = {RunStatus.PENDING: 0, RunStatus.RUNNING: 1, RunStatus.COMPLETED: 2, RunStatus.FAILED: 2}
+_RANK = {
+    RunStatus.PENDING: 0,
+    RunStatus.RUNNING: 1,
+    RunStatus.COMPLETED: 2,
+    RunStatus.FAILED: 2,
+    RunStatus.CANCELLED: 2,
+}
 
 
 class RunSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -138,6 +146,30 @@ class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
     progress: float | None = None
     requested_by: str = ""
     attempts: int = 0
+
+    @property
+    def items(self) -> list[str]:
+        """The content hashes the run used and made, inputs first."""
+        hashes = [ref.content_hash for ref in self.inputs]
+        return [*hashes, self.output_hash] if self.output_hash else hashes
+
+    def render_request(self) -> RenderRequest:
+        """The request that asks a worker to render this run."""
+        return RenderRequest(
+            run_id=self.run_id,
+            recipe=self.recipe,
+            recipe_hash=self.recipe_hash,
+            inputs=self.inputs,
+            output_name=self.output_name,
+            requested_by=self.requested_by,
+            submitted_at=self.created_at,
+        )
+
+
+class RunView(Run, kw_only=True):
+    """A run as ``GET /runs/{run_id}`` shows it: with the items L2 has published."""
+
+    published: list[str] = []
 
 
 T = TypeVar("T")

@@ -35,6 +35,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     actor: str
     public_url: str
     l2_url: str | None = None
+    l2_timeout: float = 5.0
+    l2_publish_timeout: float = 30.0
+    l2_cache_seconds: float = 10.0
     api_tokens: tuple[str, ...] = ()
     ack_wait: float = 30.0
     max_deliver: int = 5
@@ -66,7 +69,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "max_body_bytes": _int(env, "L1_MAX_BODY_BYTES", 1 << 20),
             "actor": env.get("L1_ACTOR") or f"@l1@{socket.gethostname()}",
             "public_url": env.get("L1_PUBLIC_URL") or f"http://{host}:{port}",
-            "l2_url": env.get("L1_L2_URL") or None,
+            "l2_url": (env.get("L1_L2_URL") or "").rstrip("/") or None,
+            "l2_timeout": _float(env, "L1_L2_TIMEOUT", 5.0),
+            "l2_publish_timeout": _float(env, "L1_L2_PUBLISH_TIMEOUT", 30.0),
+            "l2_cache_seconds": _float(env, "L1_L2_CACHE_SECONDS", 10.0),
             "api_tokens": tuple(t for t in env.get("L1_API_TOKENS", "").split(",") if t),
             "ack_wait": _float(env, "L1_ACK_WAIT", 30.0),
             "max_deliver": _int(env, "L1_MAX_DELIVER", 5),

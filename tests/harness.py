@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import httpx
 import msgspec
+import nats
 import uvicorn
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from l1.api.app import create_app
 from l1.events.main import run_subscribers
@@ -21,7 +26,7 @@ from l1.settings import Settings
 from l1.stack import free_port
 from l1.workers.main import run_worker
 
-__all__ = ["Harness", "Service", "wait_for"]
+__all__ = ["EventTap", "Harness", "Service", "asset_hashes", "submit", "upload", "wait_for"]
 
 
 async def wait_for(
@@ -131,3 +136,83 @@ class Harness:
             yield self
         finally:
             await self.stop()
+
+
+class EventTap:
+    """Every message on ``subject`` in a stream, from the stream's first, as it arrives.
+
+    An ordered push consumer with deliver policy ``all``: what it has received is
+    always a prefix of the stream, in stream order.
+    """
+
+    def __init__(self, nats_url: str, subject: str, *, stream: str = "L1_EVENTS") -> None:
+        self.nats_url = nats_url
+        self.subject = subject
+        self.stream = stream
+        self.messages: list[Msg] = []
+        self._nc: NATS | None = None
+
+    async def __aenter__(self) -> EventTap:
+        self._nc = await nats.connect(self.nats_url)
+        js = self._nc.jetstream()
+        await js.subscribe(
+            self.subject,
+            stream=self.stream,
+            cb=self._received,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _received(self, msg: Msg) -> None:
+        self.messages.append(msg)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The payloads received so far, decoded."""
+        return [json.loads(msg.data) for msg in self.messages]
+
+    async def until(
+        self, condition: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 20.0
+    ) -> list[dict[str, Any]]:
+        """The payloads once ``condition`` holds for them."""
+
+        async def check() -> list[dict[str, Any]] | None:
+            events = self.events
+            return events if condition(events) else None
+
+        return await wait_for(check, timeout=timeout)
+
+    async def settled(self, *, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """The payloads once every message the stream now holds on the subject arrived."""
+        assert self._nc is not None, "use the tap as an async context manager"
+        info = await self._nc.jetstream().stream_info(self.stream, subjects_filter=self.subject)
+        stored = sum((info.state.subjects or {}).values())
+        return await self.until(lambda events: len(events) >= stored, timeout=timeout)
+
+
+async def asset_hashes(http: httpx.AsyncClient) -> dict[str, str]:
+    """The content hash of every named asset, by name."""
+    response = await http.get("/assets")
+    response.raise_for_status()
+    return {asset["name"]: asset["content_hash"] for asset in response.json()}
+
+
+async def upload(http: httpx.AsyncClient, data: bytes) -> str:
+    """Upload ``data`` raw and return its content hash."""
+    response = await http.post("/cache", content=data)
+    assert response.status_code in {200, 201}, response.text
+    return str(response.json()["content_hash"])
+
+
+async def submit(
+    http: httpx.AsyncClient, recipe: str, inputs: list[str], **extra: Any
+) -> dict[str, Any]:
+    """``POST /runs``; the run as the server answered (202, or 200 once finished)."""
+    response = await http.post("/runs", json={"recipe": recipe, "inputs": inputs, **extra})
+    assert response.status_code in {200, 202}, response.text
+    return dict(response.json())

@@ -32,6 +32,7 @@ STATUS: dict[type[errors.L1Error], int] = {
     errors.Conflict: 409,
     errors.TooLarge: 413,
     errors.Unprocessable: 422,
+    errors.UpstreamError: 502,
     errors.DependencyDown: 503,
 }
 

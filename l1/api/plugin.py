@@ -19,20 +19,28 @@ from l1.api.errors import exception_handlers
 from l1.api.health import Health, HealthCheck
 from l1.api.run_waiter import RunWaiter
 from l1.api.services.cache import CacheService
+from l1.api.services.publishing import PublishService
 from l1.api.services.runs import RunService
 from l1.assets import asset_path, known_assets
+from l1.cache.activities import ActivityLog
+from l1.cache.deletion import DeletionRules
 from l1.cache.index import CacheIndex
+from l1.cache.references import References
 from l1.cache.store import ContentStore
 from l1.connections import connect_nats, connect_redis
 from l1.events.publisher import Publisher
 from l1.events.service import SubscriberService
 from l1.events.streams import ensure_streams
+from l1.l2_client import L2Client
 from l1.run_store import RunStore
 from l1.workers.effects import default_effects
 
 if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.config.app import AppConfig
+    from nats.aio.client import Client as NATS
+    from nats.js import JetStreamContext
+    from redis.asyncio import Redis
 
     from l1.assets import Asset
     from l1.settings import Settings
@@ -46,6 +54,8 @@ class Services:
 
     run_service: RunService
     cache_service: CacheService
+    publish_service: PublishService
+    deletion_rules: DeletionRules
     server_info: ServerInfo
     health_check: HealthCheck
     assets: dict[str, Asset]
@@ -89,51 +99,84 @@ class L1Plugin(InitPluginProtocol):
             js = nc.jetstream()
             await ensure_streams(js, settings)
 
-            runs, publisher = RunStore(redis), Publisher(js)
-            store, index = ContentStore(settings.cache_dir), CacheIndex(redis)
-            waiter = RunWaiter(redis, runs)
-            cache_service = CacheService(
-                store=store,
-                index=index,
-                publisher=publisher,
-                import_roots=settings.import_roots,
-                max_upload_bytes=settings.max_upload_bytes,
+            l2 = L2Client(
+                settings.l2_url,
+                timeout=settings.l2_timeout,
+                publish_timeout=settings.l2_publish_timeout,
+                cache_seconds=settings.l2_cache_seconds,
             )
-            effects, assets = default_effects(), known_assets()
-            for name in assets:
-                await cache_service.store_file(asset_path(name), source=f"asset:{name}")
+            stack.push_async_callback(l2.aclose)
+            store = ContentStore(settings.cache_dir)
+            services = self._build(settings, store=store, redis=redis, js=js, l2=l2, nc=nc)
+            for name in services.assets:
+                await services.cache_service.store_file(asset_path(name), source=f"asset:{name}")
 
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(waiter.listen(stop))]
+            tasks = [asyncio.create_task(services.run_service.waiter.listen(stop))]
             if self._subscribers:
-                subscribers = SubscriberService.for_redis(js, redis)
+                subscribers = SubscriberService.for_redis(js, redis, store)
                 tasks.append(asyncio.create_task(subscribers.run(stop)))
-            self._services = Services(
-                run_service=RunService(
-                    runs=runs,
-                    store=store,
-                    effects=effects,
-                    assets=assets,
-                    publisher=publisher,
-                    waiter=waiter,
-                ),
-                cache_service=cache_service,
-                server_info=ServerInfo(
-                    name="l1",
-                    version=l1.__version__,
-                    actor=settings.actor,
-                    public_url=settings.public_url,
-                    l2_url=settings.l2_url,
-                    effects=[effect.info() for effect in effects],
-                    assets=sorted(assets),
-                    health=Health(nats="ok", redis="ok"),
-                ),
-                health_check=HealthCheck(nc, redis),
-                assets=assets,
-            )
+            self._services = services
             try:
                 yield
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 self._services = None
+
+    @staticmethod
+    def _build(
+        settings: Settings,
+        *,
+        store: ContentStore,
+        redis: Redis,
+        js: JetStreamContext,
+        l2: L2Client,
+        nc: NATS,
+    ) -> Services:
+        runs, publisher, references = RunStore(redis), Publisher(js), References(redis)
+        effects, assets = default_effects(), known_assets()
+        rules = DeletionRules(
+            store=store,
+            runs=runs,
+            activities=ActivityLog(redis),
+            references=references,
+            l2=l2,
+            publisher=publisher,
+        )
+        run_service = RunService(
+            runs=runs,
+            store=store,
+            effects=effects,
+            assets=assets,
+            publisher=publisher,
+            waiter=RunWaiter(redis, runs),
+            references=references,
+            rules=rules,
+        )
+        return Services(
+            run_service=run_service,
+            cache_service=CacheService(
+                store=store,
+                index=CacheIndex(redis),
+                publisher=publisher,
+                import_roots=settings.import_roots,
+                max_upload_bytes=settings.max_upload_bytes,
+            ),
+            publish_service=PublishService(
+                runs=run_service, l2=l2, references=references, public_url=settings.public_url
+            ),
+            deletion_rules=rules,
+            server_info=ServerInfo(
+                name="l1",
+                version=l1.__version__,
+                actor=settings.actor,
+                public_url=settings.public_url,
+                l2=settings.l2_url or "stand-alone: no L2 configured, nothing is published",
+                effects=[effect.info() for effect in effects],
+                assets=sorted(assets),
+                health=Health(nats="ok", redis="ok"),
+            ),
+            health_check=HealthCheck(nc, redis),
+            assets=assets,
+        )

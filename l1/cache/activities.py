@@ -1,7 +1,7 @@
 """Run activities: which items each completed run used and made.
 
 The deletion rules read these; the run projector writes them when a run completes.
-Writing is idempotent, so a redelivered event changes nothing.
+Recording is idempotent, so a redelivered event changes nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +11,17 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from l1 import keys
+from l1.cache.references import References
 from l1.timestamps import micros
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["Activity", "ActivityLog"]
+__all__ = ["Activity", "ActivityLog", "ItemBeingDeleted"]
+
+
+class ItemBeingDeleted(Exception):
+    """An item of the activity is being deleted right now; record it again shortly."""
 
 
 class Activity(msgspec.Struct, kw_only=True):
@@ -29,9 +34,9 @@ class Activity(msgspec.Struct, kw_only=True):
     completed_at: str
 
     @property
-    def items(self) -> set[str]:
+    def items(self) -> list[str]:
         """Every content hash the activity references."""
-        return {*self.inputs, self.output, *self.intermediates}
+        return list(dict.fromkeys([*self.inputs, *self.intermediates, self.output]))
 
 
 _decoder = msgspec.json.Decoder(Activity)
@@ -39,18 +44,23 @@ _encoder = msgspec.json.Encoder()
 
 
 class ActivityLog:
-    """Reads and writes activities and the per-item reference sets built from them."""
+    """Reads and writes activities; each activity holds references to its items."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._references = References(redis)
 
     async def record(self, activity: Activity) -> None:
-        """Store ``activity`` and reference each of its items from the run."""
+        """Store ``activity`` after referencing each of its items from the run.
+
+        Raises :class:`ItemBeingDeleted` when one of them is being deleted.
+        """
+        blocked = await self._references.hold(activity.run_id, activity.items)
+        if blocked is not None:
+            raise ItemBeingDeleted(blocked)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.activity(activity.run_id), _encoder.encode(activity))
             pipe.zadd(keys.ACTIVITIES, {activity.run_id: micros(activity.completed_at)})
-            for item in activity.items:
-                pipe.sadd(keys.references(item), activity.run_id)
             await pipe.execute()
 
     async def get(self, run_id: str) -> Activity | None:
@@ -58,7 +68,11 @@ class ActivityLog:
         raw = await self._redis.get(keys.activity(run_id))
         return None if raw is None else _decoder.decode(raw)
 
-    async def runs_using(self, content_hash: str) -> set[str]:
-        """The runs whose activity references ``content_hash``."""
-        members = await self._redis.smembers(keys.references(content_hash))
-        return {m.decode() if isinstance(m, bytes) else m for m in members}
+    async def remove(self, activity: Activity) -> None:
+        """Forget an activity and the references it held."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.activity(activity.run_id))
+            pipe.zrem(keys.ACTIVITIES, activity.run_id)
+            for item in activity.items:
+                pipe.srem(keys.references(item), activity.run_id)
+            await pipe.execute()

@@ -52,4 +52,28 @@ def fetch(client: L1Client, content_hash: str, output: Path) -> None:
     console.print(f"{output} ({written} bytes)")
 
 
-COMMANDS = [import_file, list_cache, fetch]
+@click.command()
+@click.argument("content_hash")
+@pass_client
+def rm(client: L1Client, content_hash: str) -> None:
+    """Delete a cached item, if the deletion rules allow it."""
+    client.delete_item(content_hash)
+    console.print(f"deleted {content_hash}")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@pass_client
+def gc(client: L1Client, dry_run: bool) -> None:
+    """Delete every item the rules allow; list what holds the others."""
+    report = client.gc(dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for content_hash in report["deletable"] if dry_run else report["deleted"]:
+        console.print(f"{verb} {content_hash}")
+    for held in report["held"]:
+        console.print(f"[dim]kept {held['content_hash']}: {'; '.join(held['reasons'])}[/]")
+    count = len(report["deletable"] if dry_run else report["deleted"])
+    console.print(f"{verb} {count}, kept {len(report['held'])}")
+
+
+COMMANDS = [import_file, list_cache, fetch, rm, gc]

@@ -95,4 +95,35 @@ def show_run(client: L1Client, run_id: str, wait: float) -> None:
     console.print_json(data=client.run(run_id, wait=wait))
 
 
-COMMANDS = [render, list_runs, show_run]
+@click.command()
+@click.argument("run_id")
+@click.option("--cancel", is_flag=True, help="Cancel the run first if it has not finished.")
+@pass_client
+def discard(client: L1Client, run_id: str, cancel: bool) -> None:
+    """Discard a run and delete the items it leaves orphaned and unpublished."""
+    report = client.discard(run_id, cancel=cancel)
+    for content_hash in report["deleted"]:
+        console.print(f"deleted {content_hash}")
+    for kept in report["kept"]:
+        console.print(f"[dim]kept {kept['content_hash']}: {'; '.join(kept['reasons'])}[/]")
+    console.print(f"discarded {run_id}")
+
+
+@click.command()
+@click.argument("run_id")
+@pass_client
+def cancel(client: L1Client, run_id: str) -> None:
+    """Cancel a pending or running run."""
+    console.print(f"{run_id} {client.cancel(run_id)['status']}")
+
+
+@click.command()
+@click.argument("run_id")
+@pass_client
+def publish(client: L1Client, run_id: str) -> None:
+    """Ask L2 to publish a completed run."""
+    report = client.publish(run_id)
+    console.print(f"published {run_id}: {', '.join(report['published'])}")
+
+
+COMMANDS = [render, list_runs, show_run, discard, cancel, publish]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from l1.cache.store import ContentStore
 from l1.connections import connect_nats, connect_redis
 from l1.events.service import SubscriberService
 from l1.events.streams import ensure_streams
@@ -27,4 +28,5 @@ async def run_subscribers(settings: Settings, *, stop: asyncio.Event) -> None:
         stack.push_async_callback(redis.aclose)
         js = nc.jetstream()
         await ensure_streams(js, settings)
-        await SubscriberService.for_redis(js, redis).run(stop)
+        store = ContentStore(settings.cache_dir)
+        await SubscriberService.for_redis(js, redis, store).run(stop)

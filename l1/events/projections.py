@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
-from l1.events.schemas import RunCompleted, RunFailed, RunProgress, RunStarted
+from l1.events.schemas import RunCancelled, RunCompleted, RunFailed, RunProgress, RunStarted
 from l1.schemas import Run, RunStatus
 
-__all__ = ["apply_completed", "apply_failed", "apply_progress", "apply_started"]
+__all__ = [
+    "apply_cancelled",
+    "apply_completed",
+    "apply_failed",
+    "apply_progress",
+    "apply_started",
+]
 
 
 def apply_started(run: Run | None, event: RunStarted) -> Run | None:
@@ -62,3 +68,10 @@ def apply_failed(run: Run | None, event: RunFailed) -> Run | None:
         error=event.error,
         attempts=max(run.attempts, event.attempt),
     )
+
+
+def apply_cancelled(run: Run | None, event: RunCancelled) -> Run | None:
+    """The run was asked to stop before it finished."""
+    if run is None or run.status.terminal:
+        return None
+    return replace(run, status=RunStatus.CANCELLED, completed_at=event.at, error=event.reason)

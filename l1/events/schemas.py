@@ -18,6 +18,7 @@ __all__ = [
     "CacheEvent",
     "CacheStored",
     "Event",
+    "RunCancelled",
     "RunCompleted",
     "RunDiscarded",
     "RunEvent",
@@ -73,6 +74,12 @@ class RunFailed(_RunEventBase, tag="failed"):
     attempt: int = 1
 
 
+class RunCancelled(_RunEventBase, tag="cancelled"):
+    """Someone asked the run to stop; a worker holding it stops rendering."""
+
+    reason: str = "cancelled"
+
+
 class RunDiscarded(_RunEventBase, tag="discarded"):
     """The run and its activity were removed."""
 
@@ -100,7 +107,9 @@ class CacheDeleted(_CacheEventBase, tag="deleted"):
     """An item was removed from the store."""
 
 
-RunEvent = RunSubmitted | RunStarted | RunProgress | RunCompleted | RunFailed | RunDiscarded
+RunEvent = (
+    RunSubmitted | RunStarted | RunProgress | RunCompleted | RunFailed | RunCancelled | RunDiscarded
+)
 CacheEvent = CacheStored | CacheDeleted
 Event = RunEvent | CacheEvent
 

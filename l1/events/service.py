@@ -19,6 +19,7 @@ import nats.errors
 
 from l1.cache.activities import ActivityLog
 from l1.cache.index import CacheIndex
+from l1.events.publisher import Publisher
 from l1.events.schemas import CACHE_DECODER, RUN_DECODER
 from l1.events.streams import CACHE_PROJECTOR, EVENTS_STREAM, RUN_PROJECTOR
 from l1.events.subscribers import CacheProjector, RunProjector
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
     from redis.asyncio import Redis
+
+    from l1.cache.store import ContentStore
 
 __all__ = ["SubscriberService"]
 
@@ -50,14 +53,19 @@ class SubscriberService:
         ]
 
     @classmethod
-    def for_redis(cls, js: JetStreamContext, redis: Redis) -> SubscriberService:
-        """The projectors writing into ``redis``."""
+    def for_redis(
+        cls, js: JetStreamContext, redis: Redis, store: ContentStore
+    ) -> SubscriberService:
+        """The projectors writing into ``redis``, checking outputs in ``store``."""
         index = CacheIndex(redis)
-        return cls(
-            js,
-            runs=RunProjector(RunStore(redis), ActivityLog(redis), index),
-            cache=CacheProjector(index),
+        runs = RunProjector(
+            runs=RunStore(redis),
+            activities=ActivityLog(redis),
+            index=index,
+            store=store,
+            publisher=Publisher(js),
         )
+        return cls(js, runs=runs, cache=CacheProjector(index))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set."""

@@ -40,7 +40,7 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
             actor=settings.actor,
         )
         worker = WorkerService(
-            js,
+            nc,
             renderer=renderer,
             publisher=Publisher(js),
             settings=settings,

@@ -17,17 +17,18 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import nats.errors
+from nats.js.errors import NotFoundError
 
 from l1.events import subjects
 from l1.events.schemas import CacheStored, RunCompleted, RunFailed, RunStarted
-from l1.events.streams import RENDER_STREAM, WORKERS
+from l1.events.streams import EVENTS_STREAM, RENDER_STREAM, WORKERS
 from l1.schemas import RenderRequest
 from l1.timestamps import utc_now
 from l1.workers.render import PermanentRenderError
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
-    from nats.js import JetStreamContext
 
     from l1.events.publisher import Publisher
     from l1.settings import Settings
@@ -45,7 +46,7 @@ class WorkerService:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: NATS,
         *,
         renderer: Renderer,
         publisher: Publisher,
@@ -53,18 +54,24 @@ class WorkerService:
         concurrency: int = 4,
         grace: float = 10.0,
     ) -> None:
-        self._js = js
+        self._nc = nc
+        self._js = nc.jetstream()
         self._renderer = renderer
         self._publisher = publisher
         self._settings = settings
         self._concurrency = concurrency
         self._grace = grace
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rendering: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
         self.name = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Render until ``stop`` is set, then finish or hand back what is held."""
         subscription = await self._js.pull_subscribe_bind(WORKERS, stream=RENDER_STREAM)
+        cancellations = await self._nc.subscribe(
+            subjects.run_event("*", "cancelled"), cb=self._on_cancel
+        )
         try:
             while not stop.is_set():
                 free = self._concurrency - len(self._tasks)
@@ -85,6 +92,7 @@ class WorkerService:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
         finally:
+            await cancellations.unsubscribe()
             await self._shutdown()
             await subscription.unsubscribe()
 
@@ -104,8 +112,12 @@ class WorkerService:
             log.error("terminating malformed render request on %s: %s", msg.subject, error)
             await msg.term()
             return
+        if await self._was_cancelled(request.run_id):
+            await msg.term()
+            return
         attempt = msg.metadata.num_delivered or 1
         keepalive = asyncio.create_task(self._keep_claim(msg))
+        self._rendering[request.run_id] = asyncio.current_task()  # type: ignore[assignment]
         try:
             await self._publisher.event(
                 RunStarted(
@@ -122,6 +134,11 @@ class WorkerService:
             await self._completed(request, result)
             await msg.ack()
         except asyncio.CancelledError:
+            if request.run_id in self._cancelled:
+                # The run was cancelled: nothing to retry, and it already reads "cancelled".
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                await _quietly(msg.term())
+                return
             await _quietly(msg.nak())
             raise
         except PermanentRenderError as error:
@@ -137,6 +154,8 @@ class WorkerService:
                 await _quietly(msg.nak(delay=min(2.0**attempt, 60.0)))
         finally:
             keepalive.cancel()
+            self._rendering.pop(request.run_id, None)
+            self._cancelled.discard(request.run_id)
 
     async def _completed(self, request: RenderRequest, result: RenderResult) -> None:
         output = result.output
@@ -152,7 +171,7 @@ class WorkerService:
         )
         await self._publisher.event(
             RunCompleted(
-                event_id=f"{request.run_id}.completed",
+                event_id=f"{request.run_id}.completed.{result.provenance.task_id}",
                 at=utc_now(),
                 run_id=request.run_id,
                 output_hash=output.content_hash,
@@ -173,6 +192,20 @@ class WorkerService:
             )
         )
         await msg.term()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        run_id = msg.subject.split(".")[2]
+        task = self._rendering.get(run_id)
+        if task is not None:
+            self._cancelled.add(run_id)
+            task.cancel()
+
+    async def _was_cancelled(self, run_id: str) -> bool:
+        try:
+            await self._js.get_last_msg(EVENTS_STREAM, subjects.run_event(run_id, "cancelled"))
+        except NotFoundError:
+            return False
+        return True
 
     async def _keep_claim(self, msg: Msg) -> None:
         # Tell JetStream the render is alive well inside AckWait, so it is not redelivered.

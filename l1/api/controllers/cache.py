@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import FromPath, QueryParameter
@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from l1.api.downloads import file_response
 from l1.api.services.cache import CacheService
 from l1.api.uploads import FRAMING_ALLOWANCE, limited, multipart_file
+from l1.cache.deletion import DeletionRules, GcReport, ItemMeta
 from l1.cache.index import CacheItem
 from l1.cache.store import StoredItem
 from l1.errors import InvalidInput
@@ -26,6 +27,8 @@ Cursor = Annotated[
     str | None, QueryParameter(max_length=512, description="From a previous page's `next_cursor`")
 ]
 Cache = NamedDependency[CacheService]
+Rules = NamedDependency[DeletionRules]
+Hash = FromPath[str]
 
 
 def _stored(item: StoredItem) -> Response[StoredItem]:
@@ -47,7 +50,7 @@ class CacheController(Controller):
 
     @get("/{content_hash:str}", summary="Download an item")
     async def download(
-        self, request: Request, content_hash: FromPath[str], cache_service: Cache
+        self, request: Request, content_hash: Hash, cache_service: Cache
     ) -> Response[bytes] | File | Stream:
         """The item's bytes; ``ETag`` is its hash, ``Range`` requests get 206."""
         path, item = await cache_service.locate(content_hash)
@@ -61,9 +64,28 @@ class CacheController(Controller):
         )
 
     @get("/{content_hash:str}/provenance", summary="How an output was made")
-    async def provenance(self, content_hash: FromPath[str], cache_service: Cache) -> Provenance:
+    async def provenance(self, content_hash: Hash, cache_service: Cache) -> Provenance:
         """The provenance record of an output."""
         return await cache_service.provenance(content_hash)
+
+    @get("/{content_hash:str}/meta", summary="Who holds an item, and can it be deleted")
+    async def meta(self, content_hash: Hash, deletion_rules: Rules) -> ItemMeta:
+        """The runs using the item, whether it is published, and whether it may be deleted."""
+        return await deletion_rules.meta(content_hash)
+
+    @delete("/{content_hash:str}", summary="Delete an item")
+    async def delete_item(self, content_hash: Hash, deletion_rules: Rules) -> None:
+        """204 when deleted; 409 naming the rule that forbids it; 503 if L2 cannot be asked."""
+        await deletion_rules.delete(content_hash)
+
+    @post("/gc", summary="Delete every item the rules allow", status_code=HTTP_200_OK)
+    async def collect(
+        self,
+        deletion_rules: Rules,
+        dry_run: Annotated[bool, QueryParameter(description="Only report")] = False,
+    ) -> GcReport:
+        """Deletes the orphaned, unpublished items; says what holds each other one."""
+        return await deletion_rules.collect(dry_run=dry_run)
 
     @post("/import", summary="Import a file from the server's filesystem")
     async def import_path(

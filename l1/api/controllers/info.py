@@ -20,7 +20,7 @@ class ServerInfo(msgspec.Struct, kw_only=True):
     version: str
     actor: str
     public_url: str
-    l2_url: str | None
+    l2: str
     effects: list[EffectInfo]
     assets: list[str]
     health: Health

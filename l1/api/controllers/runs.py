@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from l1.api.services.publishing import PublishReport, PublishService
 from l1.api.services.runs import RunService
-from l1.schemas import Page, Run, RunStatus, RunSubmission
+from l1.cache.deletion import DiscardReport
+from l1.schemas import Page, Run, RunStatus, RunSubmission, RunView
 
 __all__ = ["RunController"]
 
@@ -19,6 +21,7 @@ Cursor = Annotated[
     str | None, QueryParameter(max_length=512, description="From a previous page's `next_cursor`")
 ]
 Runs = NamedDependency[RunService]
+RunId = FromPath[str]
 
 
 class RunController(Controller):
@@ -51,11 +54,39 @@ class RunController(Controller):
     @get("/{run_id:str}", summary="Read a run")
     async def get_run(
         self,
-        run_id: FromPath[str],
+        run_id: RunId,
         run_service: Runs,
         wait: Annotated[
             float, QueryParameter(ge=0, le=300, description="Seconds to wait for the run to finish")
         ] = 0,
-    ) -> Run:
+    ) -> RunView:
         """The run; with ``?wait=SECONDS`` the answer comes as soon as it finishes."""
-        return await run_service.get(run_id, wait=wait)
+        return await run_service.view(run_id, wait=wait)
+
+    @post("/{run_id:str}/cancel", summary="Cancel a run", status_code=HTTP_200_OK)
+    async def cancel(self, run_id: RunId, run_service: Runs) -> Run:
+        """Stop a pending run or ask the worker rendering it to stop; 409 once finished."""
+        return await run_service.cancel(run_id)
+
+    @delete("/{run_id:str}", summary="Discard a run", status_code=HTTP_200_OK)
+    async def discard(
+        self,
+        run_id: RunId,
+        run_service: Runs,
+        cancel: Annotated[
+            bool, QueryParameter(description="Cancel the run first if it has not finished")
+        ] = False,
+    ) -> DiscardReport:
+        """Remove the run and its activity, then delete the items it leaves orphaned.
+
+        409 if any of its items is published, or if it has not finished (unless
+        ``?cancel=true``); 503 when L2 cannot be asked.
+        """
+        return await run_service.discard(run_id, cancel=cancel)
+
+    @post("/{run_id:str}/publish", summary="Publish a run to L2", status_code=HTTP_200_OK)
+    async def publish(
+        self, run_id: RunId, publish_service: NamedDependency[PublishService]
+    ) -> PublishReport:
+        """Ask L2 to publish the run's output; its items can never be deleted afterwards."""
+        return await publish_service.publish(run_id)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from l1.errors import InvalidInput, NotFound, Unprocessable
-from l1.events.schemas import RunSubmitted
+import msgspec
+
+from l1.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from l1.events.schemas import RunCancelled, RunSubmitted
 from l1.identifiers import is_content_hash, run_id_for
-from l1.schemas import InputRef, Page, RenderRequest, Run, RunStatus, RunSubmission
+from l1.schemas import InputRef, Page, Run, RunStatus, RunSubmission, RunView
 from l1.timestamps import utc_now
 
 if TYPE_CHECKING:
     from l1.api.run_waiter import RunWaiter
     from l1.assets import Asset
+    from l1.cache.deletion import DeletionRules, DiscardReport
+    from l1.cache.references import References
     from l1.cache.store import ContentStore
     from l1.events.publisher import Publisher
     from l1.run_store import RunStore
@@ -23,6 +27,9 @@ __all__ = ["RunService"]
 
 # Long hex strings that are not exactly a content hash are malformed hashes, not names.
 _HEXISH = re.compile(r"^[0-9a-fA-F]{16,}$")
+
+# How long a cancel waits for the run to read "cancelled" before answering.
+CANCEL_WAIT = 10.0
 
 
 class RunService:
@@ -37,13 +44,17 @@ class RunService:
         assets: dict[str, Asset],
         publisher: Publisher,
         waiter: RunWaiter,
+        references: References,
+        rules: DeletionRules,
     ) -> None:
         self._runs = runs
         self._store = store
         self._effects = effects
         self._assets = assets
         self._publisher = publisher
-        self._waiter = waiter
+        self.waiter = waiter
+        self._references = references
+        self._rules = rules
 
     async def submit(self, submission: RunSubmission, *, requested_by: str) -> tuple[Run, bool]:
         """Accept ``submission``; returns the run and whether it is new.
@@ -60,6 +71,7 @@ class RunService:
         existing = await self._runs.get(run_id)
         if existing is not None:
             return existing, False
+        await self._hold_inputs(run_id, [i.content_hash for i in inputs])
         run = Run(
             run_id=run_id,
             recipe=effect.name,
@@ -78,10 +90,37 @@ class RunService:
         """The run, waiting up to ``wait`` seconds for it to finish."""
         if not is_content_hash(run_id):
             raise InvalidInput(f"{run_id[:80]!r} is not a run id (64 lowercase hex characters)")
-        run = await (self._waiter.wait(run_id, wait) if wait > 0 else self._runs.get(run_id))
+        run = await (self.waiter.wait(run_id, wait) if wait > 0 else self._runs.get(run_id))
         if run is None:
             raise NotFound(f"no run {run_id}")
         return run
+
+    async def view(self, run_id: str, *, wait: float = 0.0) -> RunView:
+        """The run with the items of it that are marked published."""
+        run = await self.get(run_id, wait=wait)
+        published = await self._references.published_marks(run.items)
+        return RunView(**msgspec.structs.asdict(run), published=published)
+
+    async def cancel(self, run_id: str) -> Run:
+        """Stop a pending run, or ask the worker rendering it to stop."""
+        run = await self.get(run_id)
+        if run.status.terminal:
+            raise Conflict(f"run {run_id} already finished ({run.status})")
+        await self._publisher.event(
+            RunCancelled(event_id=f"{run_id}.cancelled", at=utc_now(), run_id=run_id)
+        )
+        return await self.waiter.wait(run_id, CANCEL_WAIT) or run
+
+    async def discard(self, run_id: str, *, cancel: bool) -> DiscardReport:
+        """Discard a run under the deletion rules; ``cancel`` stops an unfinished one first."""
+        run = await self.get(run_id)
+        if not run.status.terminal:
+            if not cancel:
+                raise Conflict(
+                    f"run {run_id} is {run.status}; cancel it first or discard with ?cancel=true"
+                )
+            run = await self.cancel(run_id)
+        return await self._rules.discard(run)
 
     async def page(self, *, limit: int, cursor: str | None, status: RunStatus | None) -> Page[Run]:
         """Runs, newest first."""
@@ -93,17 +132,21 @@ class RunService:
                 event_id=f"{run.run_id}.submitted", at=run.created_at, run_id=run.run_id, run=run
             )
         )
-        await self._publisher.render_request(
-            RenderRequest(
-                run_id=run.run_id,
-                recipe=run.recipe,
-                recipe_hash=run.recipe_hash,
-                inputs=run.inputs,
-                output_name=run.output_name,
-                requested_by=run.requested_by,
-                submitted_at=run.created_at,
+        await self._publisher.render_request(run.render_request())
+
+    async def _hold_inputs(self, run_id: str, hashes: list[str]) -> None:
+        # Hold first, then look: a deletion either saw the hold and refused, or
+        # finished before it, in which case the file is gone and we say so.
+        deleting = await self._references.hold(run_id, hashes)
+        if deleting is not None:
+            raise Conflict(f"input {deleting} is being deleted; upload it again to use it")
+        missing = [h for h in hashes if not self._store.exists(h)]
+        if missing:
+            if await self._runs.get(run_id) is None:
+                await self._references.release(run_id, hashes)
+            raise Unprocessable(
+                f"input {missing[0]} is not in the cache; import or upload it first"
             )
-        )
 
     def _resolve(self, name: str) -> InputRef:
         if (asset := self._assets.get(name)) is not None:

@@ -1,0 +1,227 @@
+"""What a file holds, told from its bytes: probing, safe image opening, and the
+checks that refuse media an effect cannot or must not render.
+
+The kind and format come from the content only (Pillow's signatures, FFmpeg's
+probing of an unnamed stream), never from a file name. Images whose header
+claims more than :data:`MAX_PIXELS` pixels are refused before any pixel is
+decoded, so a decompression bomb costs a header read, not gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import av
+import av.error
+import msgspec
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "MAX_PIXELS",
+    "Kind",
+    "MediaError",
+    "MediaInfo",
+    "check_pixels",
+    "open_image",
+    "probe",
+    "probe_input",
+    "require",
+    "source_hash",
+]
+
+MAX_PIXELS = 50_000_000
+"""The most pixels an image or a video frame may have (50 megapixels)."""
+
+Kind = Literal["image", "video", "audio", "unknown"]
+
+# Pillow identifies these but cannot decode them; FFmpeg can, as video.
+_PILLOW_IDENTIFY_ONLY = frozenset({"MPEG"})
+# FFmpeg demuxers that read one still picture rather than a moving one.
+_STILL_DEMUXERS = frozenset({"image2", "image2pipe"})
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class MediaError(Exception):
+    """The input is not media the effect accepts, cannot be decoded, or is refused
+    (too large); ``str(error)`` says which, for a person to read. No retry helps."""
+
+
+class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What :func:`probe` found: the kind of media, its format and its geometry."""
+
+    kind: Kind
+    format: str | None = None
+    """Pillow's format name (``"PNG"``) or FFmpeg's demuxer name (``"mov,mp4,m4a,3gp,3g2,mj2"``)."""
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    """Seconds, for video and audio, when the container says."""
+    fps: float | None = None
+    frames: int | None = None
+    """Video frames, counted by the container or estimated from duration and rate."""
+    has_audio: bool = False
+
+    @property
+    def pixels(self) -> int:
+        """Pixels in one picture (0 when unknown)."""
+        return (self.width or 0) * (self.height or 0)
+
+    def describe(self) -> str:
+        """A short phrase for messages, e.g. ``"video (mov,mp4,m4a,3gp,3g2,mj2)"``."""
+        if self.kind == "unknown":
+            return "not a recognised image, video or audio file"
+        return f"{self.kind} ({self.format})" if self.format else self.kind
+
+
+def probe(path: Path) -> MediaInfo:
+    """Identify the media in ``path`` from its bytes.
+
+    Returns ``kind="unknown"`` for anything that is not media. Raises
+    :class:`MediaError` when the header claims more than :data:`MAX_PIXELS` per picture.
+    """
+    info = _probe_image(path) or _probe_av(path)
+    check_pixels(info)
+    return info
+
+
+def require(info: MediaInfo, accepts: Iterable[str]) -> MediaInfo:
+    """Return ``info`` when its kind is one of ``accepts`` (or ``accepts`` has ``"any"``);
+    otherwise raise :class:`MediaError` saying what was expected and what was found."""
+    allowed = set(accepts)
+    if "any" in allowed or info.kind in allowed:
+        check_pixels(info)
+        return info
+    expected = " or ".join(sorted(allowed))
+    raise MediaError(f"this effect takes {expected} input, but the input is {info.describe()}")
+
+
+def probe_input(path: Path, accepts: Iterable[str]) -> MediaInfo:
+    """:func:`probe` then :func:`require`: the media in ``path``, known to be accepted."""
+    return require(probe(path), accepts)
+
+
+def check_pixels(info: MediaInfo) -> None:
+    """Raise :class:`MediaError` when one picture of ``info`` exceeds :data:`MAX_PIXELS`."""
+    if info.pixels > MAX_PIXELS:
+        raise MediaError(
+            f"refused: the {info.kind} is {info.width}x{info.height} "
+            f"({info.pixels / 1e6:.0f} megapixels); the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
+        )
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode the image in ``path`` as RGB, or RGBA when it has transparency.
+
+    The size is checked before decoding; EXIF orientation is applied; the first
+    frame of an animation is taken. Raises :class:`MediaError` for non-images,
+    damaged files and images over :data:`MAX_PIXELS`.
+    """
+    image = _open_pillow(path)
+    with image:
+        check_pixels(MediaInfo(kind="image", width=image.width, height=image.height))
+        try:
+            image.load()
+            return _normalise(image)
+        except (OSError, ValueError) as error:
+            raise MediaError(f"the image could not be decoded: {error}") from None
+
+
+def source_hash(name: str, version: str, modules: Iterable[ModuleType]) -> str:
+    """SHA3-256 of an effect's name, version and the source of every module it runs:
+    editing any of them changes the effect's ``content_hash``."""
+    digest = hashlib.sha3_256(f"{name}\0{version}".encode())
+    for module in modules:
+        digest.update(b"\0" + inspect.getsource(module).encode())
+    return digest.hexdigest()
+
+
+def _open_pillow(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise MediaError(f"refused: {error}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise MediaError(f"not an image this server can read: {error}") from None
+
+
+def _probe_image(path: Path) -> MediaInfo | None:
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise MediaError(f"refused: {error}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    with image:
+        if image.format in _PILLOW_IDENTIFY_ONLY:
+            return None
+        return MediaInfo(kind="image", format=image.format, width=image.width, height=image.height)
+
+
+def _probe_av(path: Path) -> MediaInfo:
+    try:
+        # A file object, not a name: FFmpeg then probes the bytes alone.
+        with path.open("rb") as file, av.open(file, "r") as container:
+            return _describe_container(container)
+    except (av.error.FFmpegError, OSError, ValueError):
+        return MediaInfo(kind="unknown")
+
+
+def _describe_container(container: av.container.InputContainer) -> MediaInfo:
+    name = container.format.name
+    videos = [s for s in container.streams.video if not _is_cover_art(s)]
+    has_audio = bool(container.streams.audio)
+    container_seconds = container.duration / av.time_base if container.duration else None
+    if not videos:
+        kind: Kind = "audio" if has_audio else "unknown"
+        return MediaInfo(kind=kind, format=name, duration=container_seconds, has_audio=has_audio)
+    stream = videos[0]
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else None
+    duration = _stream_seconds(stream) or container_seconds
+    frames = stream.frames or (round(duration * fps) if duration and fps else None)
+    kind = "image" if name in _STILL_DEMUXERS or name.endswith("_pipe") else "video"
+    return MediaInfo(
+        kind=kind,
+        format=name,
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        duration=duration,
+        fps=fps,
+        frames=frames,
+        has_audio=has_audio,
+    )
+
+
+def _is_cover_art(stream: av.video.stream.VideoStream) -> bool:
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _stream_seconds(stream: av.stream.Stream) -> float | None:
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _normalise(image: Image.Image) -> Image.Image:
+    oriented = ImageOps.exif_transpose(image) or image
+    if oriented.mode in ("RGB", "RGBA"):
+        return oriented.copy() if oriented is image else oriented
+    if oriented.mode in _HIGH_DEPTH_MODES:
+        return _high_depth_to_rgb(oriented)
+    has_alpha = "A" in oriented.getbands() or "transparency" in oriented.info
+    return oriented.convert("RGBA" if has_alpha else "RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    # Pillow's own conversion clips 16-bit grey to white; scale it to 8 bits instead.
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode != "F" and values.max(initial=0) > 255:
+        values = values / 257.0
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")

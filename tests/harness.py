@@ -77,8 +77,9 @@ class Harness:
     """API, worker and subscribers of one L1 deployment, plus an HTTP client to it."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = msgspec.structs.replace(settings, port=free_port())
-        self.base_url = f"http://127.0.0.1:{self.settings.port}"
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.settings = msgspec.structs.replace(settings, port=port, public_url=self.base_url)
         self.api = Service("api", self._serve_api)
         self.worker = Service("worker", self._work)
         self.subscribers = Service("subscribers", self._subscribe)

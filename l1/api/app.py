@@ -8,6 +8,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 import l1
+from l1.api.errors import expected_errors
 from l1.api.plugin import L1Plugin
 from l1.settings import Settings
 
@@ -21,8 +22,7 @@ def create_app(settings: Settings | None = None, *, subscribers: bool = True) ->
         plugins=[L1Plugin(settings, subscribers=subscribers)],
         # Unexpected errors are logged with their traceback; expected ones are not.
         logging_config=LoggingConfig(
-            log_exceptions="always",
-            disable_stack_trace={400, 401, 403, 404, 409, 413, 416, 422, 503},
+            log_exceptions="always", disable_stack_trace=expected_errors()
         ),
         openapi_config=OpenAPIConfig(
             title="L1",

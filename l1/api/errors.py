@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
-__all__ = ["exception_handlers"]
+__all__ = ["exception_handlers", "expected_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ def _nats_down(_: Request, error: Exception) -> Response[dict]:
     return _error(503, "NATS is unreachable; try again when it is back")
 
 
+_DEPENDENCY_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     """Handlers for every error L1 raises on purpose."""
     return {
@@ -70,3 +73,9 @@ def exception_handlers() -> ExceptionHandlersMap:
         RedisTimeoutError: _redis_down,
         nats.errors.Error: _nats_down,
     }
+
+
+def expected_errors() -> set[int | type[Exception]]:
+    """Errors logged in one line, without a traceback: they are answers, not bugs."""
+    # Litestar matches the exact exception type, so list each kind.
+    return {400, 401, 403, 404, 405, 409, 413, 416, 422, *STATUS, *_DEPENDENCY_ERRORS}

@@ -108,8 +108,10 @@ class L1Plugin(InitPluginProtocol):
             stack.push_async_callback(l2.aclose)
             store = ContentStore(settings.cache_dir)
             services = self._build(settings, store=store, redis=redis, js=js, l2=l2, nc=nc)
-            for name in services.assets:
+            for name, asset in services.assets.items():
                 await services.cache_service.store_file(asset_path(name), source=f"asset:{name}")
+                # Named assets stay usable: they hold their item like a run would.
+                await References(redis).hold(f"asset:{name}", [asset.content_hash])
 
             stop = asyncio.Event()
             tasks = [asyncio.create_task(services.run_service.waiter.listen(stop))]

@@ -196,6 +196,8 @@ class DeletionRules:
         return deleted, kept
 
     async def _role(self, content_hash: str, run_id: str) -> str:
+        if run_id.startswith("asset:"):
+            return f"it is the named asset {run_id.removeprefix('asset:')!r}"
         run = await self._runs.get(run_id)
         if run is not None and run.output_hash == content_hash:
             return f"it is the output of run {run_id}"

@@ -85,7 +85,7 @@ class SubscriberService:
             while not stop.is_set():
                 try:
                     messages = await subscription.fetch(BATCH, timeout=0.5)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nothing to fetch; nats-py raises the builtin too
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.NoServersError):
                     return

@@ -80,7 +80,7 @@ class WorkerService:
                     continue
                 try:
                     messages = await subscription.fetch(free, timeout=0.5)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nothing to fetch; nats-py raises the builtin too
                     continue
                 except nats.errors.Error as error:
                     log.warning("fetch failed: %s", error)

@@ -1,0 +1,14 @@
+"""The media effects library: every image and video effect, ready to register."""
+
+from __future__ import annotations
+
+from l1.workers.effects.image import image_effects
+from l1.workers.effects.registry import Effect
+from l1.workers.effects.video import video_effects
+
+__all__ = ["media_effects"]
+
+
+def media_effects() -> list[Effect]:
+    """The per-frame effects (image or video input) and the video-only ones."""
+    return [*image_effects(), *video_effects()]

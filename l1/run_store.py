@@ -11,12 +11,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
+from msgspec.structs import replace
 from redis.exceptions import WatchError
 
 from l1 import keys
 from l1.pagination import newest_first
 from l1.schemas import Page, Run, RunStatus
-from l1.timestamps import micros
+from l1.timestamps import micros, utc_now
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -81,6 +82,7 @@ class RunStore:
                     updated = change(current)
                     if updated is None or updated == current:
                         return current
+                    updated = replace(updated, updated_at=utc_now())
                     pipe.multi()
                     pipe.set(key, _encoder.encode(updated))
                     self._queue_index(pipe, updated, current)

@@ -126,6 +126,7 @@ class RenderRequest(msgspec.Struct, kw_only=True):
     output_name: str
     requested_by: str
     submitted_at: str
+    generation: int = 0
 
 
 class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -146,6 +147,8 @@ class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
     progress: float | None = None
     requested_by: str = ""
     attempts: int = 0
+    generation: int = 0
+    updated_at: str | None = None
 
     @property
     def items(self) -> list[str]:
@@ -163,6 +166,7 @@ class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
             output_name=self.output_name,
             requested_by=self.requested_by,
             submitted_at=self.created_at,
+            generation=self.generation,
         )
 
 

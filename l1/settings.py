@@ -41,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_tokens: tuple[str, ...] = ()
     ack_wait: float = 30.0
     max_deliver: int = 5
+    retry_delay: float = 2.0
+    reconcile_every: float = 60.0
+    stale_after: float = 300.0
     render_timeout: float = 600.0
 
     @property
@@ -76,6 +79,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "api_tokens": tuple(t for t in env.get("L1_API_TOKENS", "").split(",") if t),
             "ack_wait": _float(env, "L1_ACK_WAIT", 30.0),
             "max_deliver": _int(env, "L1_MAX_DELIVER", 5),
+            "retry_delay": _float(env, "L1_RETRY_DELAY", 2.0),
+            "reconcile_every": _float(env, "L1_RECONCILE_EVERY", 60.0),
+            "stale_after": _float(env, "L1_STALE_AFTER", 300.0),
             "render_timeout": _float(env, "L1_RENDER_TIMEOUT", 600.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

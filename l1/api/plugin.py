@@ -116,7 +116,7 @@ class L1Plugin(InitPluginProtocol):
             stop = asyncio.Event()
             tasks = [asyncio.create_task(services.run_service.waiter.listen(stop))]
             if self._subscribers:
-                subscribers = SubscriberService.for_redis(js, redis, store)
+                subscribers = SubscriberService.for_redis(nc, redis, store, settings)
                 tasks.append(asyncio.create_task(subscribers.run(stop)))
             self._services = services
             try:
@@ -136,7 +136,7 @@ class L1Plugin(InitPluginProtocol):
         l2: L2Client,
         nc: NATS,
     ) -> Services:
-        runs, publisher, references = RunStore(redis), Publisher(js), References(redis)
+        runs, publisher, references = RunStore(redis), Publisher(nc), References(redis)
         effects, assets = default_effects(), known_assets()
         rules = DeletionRules(
             store=store,

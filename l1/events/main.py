@@ -29,4 +29,4 @@ async def run_subscribers(settings: Settings, *, stop: asyncio.Event) -> None:
         js = nc.jetstream()
         await ensure_streams(js, settings)
         store = ContentStore(settings.cache_dir)
-        await SubscriberService.for_redis(js, redis, store).run(stop)
+        await SubscriberService.for_redis(nc, redis, store, settings).run(stop)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
-from l1.events.schemas import RunCancelled, RunCompleted, RunFailed, RunProgress, RunStarted
+from l1.events.schemas import (
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunProgress,
+    RunStarted,
+    RunSubmitted,
+)
 from l1.schemas import Run, RunStatus
 
 __all__ = [
@@ -18,12 +25,24 @@ __all__ = [
     "apply_failed",
     "apply_progress",
     "apply_started",
+    "apply_submitted",
 ]
+
+
+def _stale(run: Run | None, event: RunStarted | RunProgress | RunCompleted | RunFailed) -> bool:
+    return run is None or event.generation < run.generation
+
+
+def apply_submitted(run: Run | None, event: RunSubmitted) -> Run | None:
+    """The run was accepted, or accepted again by a retry (a later generation)."""
+    if run is None or event.run.generation > run.generation:
+        return event.run
+    return None
 
 
 def apply_started(run: Run | None, event: RunStarted) -> Run | None:
     """A worker took the run."""
-    if run is None:
+    if run is None or _stale(run, event):
         return None
     status = run.status if run.status.rank > RunStatus.RUNNING.rank else RunStatus.RUNNING
     return replace(
@@ -36,14 +55,14 @@ def apply_started(run: Run | None, event: RunStarted) -> Run | None:
 
 def apply_progress(run: Run | None, event: RunProgress) -> Run | None:
     """A render reported progress; only a running run shows it."""
-    if run is None or run.status.terminal:
+    if run is None or _stale(run, event) or run.status.terminal:
         return None
     return replace(run, progress=max(run.progress or 0.0, event.percent))
 
 
 def apply_completed(run: Run | None, event: RunCompleted) -> Run | None:
     """The output is stored."""
-    if run is None or run.status.terminal:
+    if run is None or _stale(run, event) or run.status.terminal:
         return None
     return replace(
         run,
@@ -59,7 +78,7 @@ def apply_completed(run: Run | None, event: RunCompleted) -> Run | None:
 
 def apply_failed(run: Run | None, event: RunFailed) -> Run | None:
     """The run cannot succeed."""
-    if run is None or run.status.terminal:
+    if run is None or _stale(run, event) or run.status.terminal:
         return None
     return replace(
         run,
@@ -72,6 +91,6 @@ def apply_failed(run: Run | None, event: RunFailed) -> Run | None:
 
 def apply_cancelled(run: Run | None, event: RunCancelled) -> Run | None:
     """The run was asked to stop before it finished."""
-    if run is None or run.status.terminal:
+    if run is None or event.generation < run.generation or run.status.terminal:
         return None
     return replace(run, status=RunStatus.CANCELLED, completed_at=event.at, error=event.reason)

@@ -33,6 +33,9 @@ class _RunEventBase(msgspec.Struct, kw_only=True, tag_field="event"):
     event_id: str
     at: str
     run_id: str
+    # How many times the run had been retried when this happened; events of an
+    # earlier generation no longer change the run.
+    generation: int = 0
 
     @property
     def subject(self) -> str:

@@ -20,17 +20,20 @@ import nats.errors
 from l1.cache.activities import ActivityLog
 from l1.cache.index import CacheIndex
 from l1.events.publisher import Publisher
+from l1.events.reconciler import Reconciler
 from l1.events.schemas import CACHE_DECODER, RUN_DECODER
 from l1.events.streams import CACHE_PROJECTOR, EVENTS_STREAM, RUN_PROJECTOR
 from l1.events.subscribers import CacheProjector, RunProjector
 from l1.run_store import RunStore
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
     from redis.asyncio import Redis
 
     from l1.cache.store import ContentStore
+    from l1.settings import Settings
 
 __all__ = ["SubscriberService"]
 
@@ -45,8 +48,16 @@ Handler = Callable[[Any], Awaitable[None]]
 class SubscriberService:
     """Runs the run and cache projectors until ``stop`` is set."""
 
-    def __init__(self, js: JetStreamContext, *, runs: RunProjector, cache: CacheProjector) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        runs: RunProjector,
+        cache: CacheProjector,
+        reconciler: Reconciler,
+    ) -> None:
         self._js = js
+        self._reconciler = reconciler
         self._consumers: list[tuple[str, msgspec.json.Decoder[Any], Handler]] = [
             (RUN_PROJECTOR, RUN_DECODER, runs.handle),
             (CACHE_PROJECTOR, CACHE_DECODER, cache.handle),
@@ -54,24 +65,38 @@ class SubscriberService:
 
     @classmethod
     def for_redis(
-        cls, js: JetStreamContext, redis: Redis, store: ContentStore
+        cls, nc: NATS, redis: Redis, store: ContentStore, settings: Settings
     ) -> SubscriberService:
-        """The projectors writing into ``redis``, checking outputs in ``store``."""
-        index = CacheIndex(redis)
-        runs = RunProjector(
-            runs=RunStore(redis),
+        """The projectors writing into ``redis``, checking outputs in ``store``, and the
+        reconciler."""
+        index, runs, publisher, js = (
+            CacheIndex(redis),
+            RunStore(redis),
+            Publisher(nc),
+            nc.jetstream(),
+        )
+        projector = RunProjector(
+            runs=runs,
             activities=ActivityLog(redis),
             index=index,
             store=store,
-            publisher=Publisher(js),
+            publisher=publisher,
         )
-        return cls(js, runs=runs, cache=CacheProjector(index))
+        reconciler = Reconciler(
+            js,
+            runs=runs,
+            publisher=publisher,
+            every=settings.reconcile_every,
+            stale_after=settings.stale_after,
+        )
+        return cls(js, runs=projector, cache=CacheProjector(index), reconciler=reconciler)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set."""
         async with asyncio.TaskGroup() as group:
             for durable, decoder, handler in self._consumers:
                 group.create_task(self._consume(durable, decoder, handler, stop))
+            group.create_task(self._reconciler.run(stop))
 
     async def _consume(
         self,

@@ -79,7 +79,9 @@ def consumer_configs(settings: Settings) -> dict[str, list[ConsumerConfig]]:
                 durable_name=WORKERS,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=settings.ack_wait,
-                max_deliver=settings.max_deliver,
+                # Unlimited here: the worker counts deliveries itself, so that the last
+                # one fails the run instead of leaving it stranded in the queue.
+                max_deliver=-1,
                 max_ack_pending=10_000,
                 deliver_policy=DeliverPolicy.ALL,
             )

@@ -31,9 +31,12 @@ def subject_token(value: str) -> str:
     return value
 
 
-def render(recipe: str) -> str:
-    """Where render requests for ``recipe`` are published."""
-    return f"l1.render.{subject_token(recipe)}"
+def render(recipe: str, run_id: str) -> str:
+    """Where the render request of a run is published: ``l1.render.<recipe>.<run_id>``.
+
+    The run id token lets anyone ask JetStream whether a run's request is still queued.
+    """
+    return f"l1.render.{subject_token(recipe)}.{run_id}"
 
 
 def run_event(run_id: str, event: str) -> str:
@@ -46,6 +49,6 @@ def cache_event(content_hash: str, event: str) -> str:
     return f"l1.cache.{content_hash}.{event}"
 
 
-def dead_letter(recipe: str) -> str:
-    """Where a render request that can never succeed is kept for inspection."""
-    return f"l1.dead.{subject_token(recipe)}"
+def dead_letter(recipe: str, run_id: str) -> str:
+    """Where a render request that can never succeed is kept: ``l1.dead.<recipe>.<run_id>``."""
+    return f"l1.dead.{subject_token(recipe)}.{run_id}"

@@ -56,8 +56,10 @@ class RunProjector:
     async def handle(self, event: RunEvent) -> None:
         """Apply one event."""
         match event:
-            case RunSubmitted(run=run):
-                await self._runs.update(run.run_id, lambda current: current or run)
+            case RunSubmitted():
+                await self._runs.update(
+                    event.run_id, lambda r: projections.apply_submitted(r, event)
+                )
             case RunStarted():
                 await self._runs.update(event.run_id, lambda r: projections.apply_started(r, event))
             case RunProgress():
@@ -77,8 +79,10 @@ class RunProjector:
 
     async def _completed(self, event: RunCompleted) -> None:
         run = await self._runs.get(event.run_id)
-        if run is None or (run.status.terminal and run.status is not RunStatus.COMPLETED):
-            return  # cancelled, failed or discarded first: the output stays an orphan
+        if run is None or event.generation < run.generation:
+            return  # discarded, or retried since: this render no longer counts
+        if run.status.terminal and run.status is not RunStatus.COMPLETED:
+            return  # cancelled or failed first: the output stays an orphan
         provenance = event.provenance
         await self._index.record_provenance(provenance)
         # The activity comes first: once the run reads "completed", its items are held.

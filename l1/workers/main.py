@@ -42,7 +42,7 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         worker = WorkerService(
             nc,
             renderer=renderer,
-            publisher=Publisher(js),
+            publisher=Publisher(nc),
             settings=settings,
             concurrency=concurrency,
         )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from l1.cache.store import ContentStore, StoredItem
     from l1.schemas import RenderRequest
     from l1.workers.effects import Effect, EffectRegistry
+    from l1.workers.effects.registry import Progress
 
 __all__ = ["PermanentRenderError", "RenderResult", "Renderer"]
 
@@ -47,7 +48,7 @@ class Renderer:
         self._executor = executor
         self._actor = actor
 
-    async def render(self, request: RenderRequest) -> RenderResult:
+    async def render(self, request: RenderRequest, *, progress: Progress) -> RenderResult:
         """Render ``request``; raises :class:`PermanentRenderError` when it can never succeed."""
         try:
             effect = self._effects.get(request.recipe)
@@ -60,7 +61,9 @@ class Renderer:
             )
         inputs = [self._input_path(ref.content_hash) for ref in request.inputs]
         loop = asyncio.get_running_loop()
-        output = await loop.run_in_executor(self._executor, self._render_and_store, effect, inputs)
+        output = await loop.run_in_executor(
+            self._executor, self._render_and_store, effect, inputs, progress
+        )
         return RenderResult(output=output, provenance=self._provenance(request, effect, output))
 
     def _input_path(self, content_hash: str) -> Path:
@@ -69,10 +72,12 @@ class Renderer:
         except L1Error as error:
             raise PermanentRenderError(f"input missing: {error}") from None
 
-    def _render_and_store(self, effect: Effect, inputs: list[Path]) -> StoredItem:
+    def _render_and_store(
+        self, effect: Effect, inputs: list[Path], progress: Progress
+    ) -> StoredItem:
         with tempfile.TemporaryDirectory(dir=self._store.root / "tmp") as workdir:
             params = effect.parse_params(None)
-            produced = effect.render(inputs, Path(workdir), params, lambda percent: None)
+            produced = effect.render(inputs, Path(workdir), params, progress)
             return self._store.put_file(produced)
 
     def _provenance(self, request: RenderRequest, effect: Effect, output: StoredItem) -> Provenance:

@@ -1,9 +1,11 @@
 """The render worker service: a fetcher and bounded runners over the ``workers`` consumer.
 
 Outcome by exception type: a render that can never succeed is terminated at once and
-its request kept as a dead letter; any other error is handed back (nak with a delay)
-until the consumer's MaxDeliver, then fails the run. A request is acked only once its
-output is stored and its ``completed`` event confirmed by JetStream.
+its request kept as a dead letter; any other error is handed back (nak with a growing
+delay) until ``max_deliver`` attempts, then fails the run the same way. A request is
+acked only once its output is stored and its ``completed`` event confirmed by JetStream.
+The attempt count comes from JetStream, so a request whose renders keep killing their
+worker is failed on the delivery after the last allowed one, without rendering again.
 """
 
 from __future__ import annotations
@@ -20,13 +22,23 @@ import nats.errors
 from nats.js.errors import NotFoundError
 
 from l1.events import subjects
-from l1.events.schemas import CacheStored, RunCompleted, RunFailed, RunStarted
+from l1.events.schemas import (
+    RUN_DECODER,
+    CacheStored,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunProgress,
+    RunStarted,
+)
 from l1.events.streams import EVENTS_STREAM, RENDER_STREAM, WORKERS
 from l1.schemas import RenderRequest
 from l1.timestamps import utc_now
 from l1.workers.render import PermanentRenderError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
 
@@ -39,6 +51,9 @@ __all__ = ["WorkerService"]
 log = logging.getLogger(__name__)
 
 _decoder = msgspec.json.Decoder(RenderRequest)
+
+# How often a running render reports progress (and tells JetStream it is alive).
+REPORT_EVERY = 1.0
 
 
 class WorkerService:
@@ -92,9 +107,9 @@ class WorkerService:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
         finally:
-            await cancellations.unsubscribe()
+            await _quietly(cancellations.unsubscribe())
             await self._shutdown()
-            await subscription.unsubscribe()
+            await _quietly(subscription.unsubscribe())
 
     async def _shutdown(self) -> None:
         # Two phases: let in-flight renders finish, then cancel (and nak) the rest.
@@ -112,24 +127,38 @@ class WorkerService:
             log.error("terminating malformed render request on %s: %s", msg.subject, error)
             await msg.term()
             return
-        if await self._was_cancelled(request.run_id):
+        attempt = msg.metadata.num_delivered or 1
+        if await self._was_cancelled(request):
             await msg.term()
             return
-        attempt = msg.metadata.num_delivered or 1
-        keepalive = asyncio.create_task(self._keep_claim(msg))
+        if attempt > self._settings.max_deliver:
+            reason = f"gave up after {attempt - 1} attempts that never finished"
+            await self._fail(msg, request, reason, attempt)
+            return
         self._rendering[request.run_id] = asyncio.current_task()  # type: ignore[assignment]
+        try:
+            await self._render(msg, request, attempt)
+        finally:
+            self._rendering.pop(request.run_id, None)
+            self._cancelled.discard(request.run_id)
+
+    async def _render(self, msg: Msg, request: RenderRequest, attempt: int) -> None:
+        progress = _LatestProgress()
+        reporter = asyncio.create_task(self._report(msg, request, progress))
         try:
             await self._publisher.event(
                 RunStarted(
-                    event_id=f"{request.run_id}.started.{attempt}",
+                    event_id=f"{request.run_id}.{request.generation}.started.{attempt}",
                     at=utc_now(),
                     run_id=request.run_id,
+                    generation=request.generation,
                     worker=self.name,
                     attempt=attempt,
                 )
             )
             result = await asyncio.wait_for(
-                self._renderer.render(request), timeout=self._settings.render_timeout
+                self._renderer.render(request, progress=progress.set),
+                timeout=self._settings.render_timeout,
             )
             await self._completed(request, result)
             await msg.ack()
@@ -144,18 +173,19 @@ class WorkerService:
         except PermanentRenderError as error:
             await self._fail(msg, request, str(error), attempt)
         except Exception as error:
-            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            if attempt >= self._settings.max_deliver:
-                await self._fail(
-                    msg, request, f"gave up after {attempt} attempts: {reason}", attempt
-                )
-            else:
-                log.warning("render of %s failed (attempt %d): %s", request.run_id, attempt, reason)
-                await _quietly(msg.nak(delay=min(2.0**attempt, 60.0)))
+            await self._retry_or_fail(msg, request, _describe(error), attempt)
         finally:
-            keepalive.cancel()
-            self._rendering.pop(request.run_id, None)
-            self._cancelled.discard(request.run_id)
+            reporter.cancel()
+
+    async def _retry_or_fail(
+        self, msg: Msg, request: RenderRequest, reason: str, attempt: int
+    ) -> None:
+        if attempt >= self._settings.max_deliver:
+            await self._fail(msg, request, f"gave up after {attempt} attempts: {reason}", attempt)
+            return
+        delay = min(self._settings.retry_delay * 2 ** (attempt - 1), 60.0)
+        log.warning("render of %s failed (attempt %d): %s", request.run_id, attempt, reason)
+        await _quietly(msg.nak(delay=delay))
 
     async def _completed(self, request: RenderRequest, result: RenderResult) -> None:
         output = result.output
@@ -174,6 +204,7 @@ class WorkerService:
                 event_id=f"{request.run_id}.completed.{result.provenance.task_id}",
                 at=utc_now(),
                 run_id=request.run_id,
+                generation=request.generation,
                 output_hash=output.content_hash,
                 provenance=result.provenance,
             )
@@ -181,17 +212,43 @@ class WorkerService:
 
     async def _fail(self, msg: Msg, request: RenderRequest, reason: str, attempt: int) -> None:
         log.error("run %s failed: %s", request.run_id, reason)
-        await self._publisher.dead_letter(subjects.dead_letter(request.recipe), msg.data, reason)
+        dead = subjects.dead_letter(request.recipe, request.run_id)
+        await self._publisher.dead_letter(dead, msg.data, reason)
         await self._publisher.event(
             RunFailed(
-                event_id=f"{request.run_id}.failed",
+                event_id=f"{request.run_id}.{request.generation}.failed",
                 at=utc_now(),
                 run_id=request.run_id,
+                generation=request.generation,
                 error=reason,
                 attempt=attempt,
             )
         )
         await msg.term()
+
+    async def _report(self, msg: Msg, request: RenderRequest, progress: _LatestProgress) -> None:
+        # Keeps the claim well inside AckWait, and publishes progress when it moves.
+        since_claim = 0.0
+        reported: float | None = None
+        while True:
+            await asyncio.sleep(REPORT_EVERY)
+            since_claim += REPORT_EVERY
+            if since_claim >= self._settings.ack_wait / 3:
+                since_claim = 0.0
+                await _quietly(msg.in_progress())
+            if progress.value is not None and progress.value != reported:
+                reported = progress.value
+                await _quietly(
+                    self._publisher.event(
+                        RunProgress(
+                            event_id=uuid.uuid4().hex,
+                            at=utc_now(),
+                            run_id=request.run_id,
+                            generation=request.generation,
+                            percent=reported,
+                        )
+                    )
+                )
 
     async def _on_cancel(self, msg: Msg) -> None:
         run_id = msg.subject.split(".")[2]
@@ -200,23 +257,32 @@ class WorkerService:
             self._cancelled.add(run_id)
             task.cancel()
 
-    async def _was_cancelled(self, run_id: str) -> bool:
+    async def _was_cancelled(self, request: RenderRequest) -> bool:
+        subject = subjects.run_event(request.run_id, "cancelled")
         try:
-            await self._js.get_last_msg(EVENTS_STREAM, subjects.run_event(run_id, "cancelled"))
+            raw = await self._js.get_last_msg(EVENTS_STREAM, subject)
         except NotFoundError:
             return False
-        return True
-
-    async def _keep_claim(self, msg: Msg) -> None:
-        # Tell JetStream the render is alive well inside AckWait, so it is not redelivered.
-        interval = max(self._settings.ack_wait / 3, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            await _quietly(msg.in_progress())
+        event = RUN_DECODER.decode(raw.data)
+        return isinstance(event, RunCancelled) and event.generation >= request.generation
 
 
-async def _quietly(action: object) -> None:
+class _LatestProgress:
+    """The last percentage a render reported; set from the render's thread."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def set(self, percent: float) -> None:
+        self.value = round(min(max(percent, 0.0), 100.0), 1)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+async def _quietly(action: Awaitable[object]) -> None:
     try:
-        await action  # type: ignore[misc]
-    except nats.errors.Error as error:
-        log.warning("could not reach JetStream: %s", error)
+        await action
+    except (nats.errors.Error, TimeoutError) as error:
+        log.warning("could not reach NATS: %s", error)

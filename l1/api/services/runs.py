@@ -107,7 +107,12 @@ class RunService:
         if run.status.terminal:
             raise Conflict(f"run {run_id} already finished ({run.status})")
         await self._publisher.event(
-            RunCancelled(event_id=f"{run_id}.cancelled", at=utc_now(), run_id=run_id)
+            RunCancelled(
+                event_id=f"{run_id}.{run.generation}.cancelled",
+                at=utc_now(),
+                run_id=run_id,
+                generation=run.generation,
+            )
         )
         return await self.waiter.wait(run_id, CANCEL_WAIT) or run
 
@@ -129,7 +134,11 @@ class RunService:
     async def _dispatch(self, run: Run) -> None:
         await self._publisher.event(
             RunSubmitted(
-                event_id=f"{run.run_id}.submitted", at=run.created_at, run_id=run.run_id, run=run
+                event_id=f"{run.run_id}.{run.generation}.submitted",
+                at=utc_now(),
+                run_id=run.run_id,
+                generation=run.generation,
+                run=run,
             )
         )
         await self._publisher.render_request(run.render_request())

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import av
 import av.error
@@ -28,6 +29,7 @@ __all__ = [
     "MediaError",
     "MediaInfo",
     "check_pixels",
+    "open_container",
     "open_image",
     "probe",
     "probe_input",
@@ -163,10 +165,39 @@ def _probe_image(path: Path) -> MediaInfo | None:
         return MediaInfo(kind="image", format=image.format, width=image.width, height=image.height)
 
 
+@contextmanager
+def open_container(path: Path) -> Iterator[av.container.InputContainer]:
+    """Open ``path`` with PyAV, letting FFmpeg see the bytes but not the file name
+    (some demuxers would otherwise trust a ``.png`` or ``.mp4`` suffix)."""
+    with path.open("rb") as file, av.open(_Unnamed(file), "r") as container:
+        yield container
+
+
+class _Unnamed:
+    """A readable, seekable file without a ``name`` for PyAV to pass on to FFmpeg."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
 def _probe_av(path: Path) -> MediaInfo:
     try:
-        # A file object, not a name: FFmpeg then probes the bytes alone.
-        with path.open("rb") as file, av.open(file, "r") as container:
+        with open_container(path) as container:
             return _describe_container(container)
     except (av.error.FFmpegError, OSError, ValueError):
         return MediaInfo(kind="unknown")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -260,11 +260,9 @@ def _effect(name: str, description: str, render: Callable[..., Path], *, inputs:
 @contextmanager
 def _open_source(path: Path) -> Iterator[_Source]:
     info = probe_input(path, {"video"})
-    with path.open("rb") as file:
-        # A file object, not a name, so FFmpeg probes the bytes and not the suffix.
-        container = _decoding(lambda: av.open(file, "r"))
-        with container:
-            yield _source(container, info)
+    with ExitStack() as stack:
+        container = _decoding(lambda: stack.enter_context(media.open_container(path)))
+        yield _source(container, info)
 
 
 def _source(container: av.container.InputContainer, info: media.MediaInfo) -> _Source:

@@ -62,6 +62,14 @@ class L1Client:
         """``POST /runs/{run_id}/cancel``."""
         return self._call("POST", f"/runs/{run_id}/cancel")
 
+    def retry(self, run_id: str) -> dict[str, Any]:
+        """``POST /runs/{run_id}/retry``."""
+        return self._call("POST", f"/runs/{run_id}/retry")
+
+    def dead(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """``GET /dead``: the most recent dead render requests."""
+        return self._call("GET", "/dead", params={"limit": limit})
+
     def discard(self, run_id: str, *, cancel: bool = False) -> dict[str, Any]:
         """``DELETE /runs/{run_id}``; returns what was deleted and what was kept."""
         params = {"cancel": "true"} if cancel else None

@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_every: float = 60.0
     stale_after: float = 300.0
     render_timeout: float = 600.0
+    effect_modules: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
@@ -83,6 +84,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "reconcile_every": _float(env, "L1_RECONCILE_EVERY", 60.0),
             "stale_after": _float(env, "L1_STALE_AFTER", 300.0),
             "render_timeout": _float(env, "L1_RENDER_TIMEOUT", 600.0),
+            "effect_modules": tuple(
+                m.strip() for m in env.get("L1_EFFECT_MODULES", "").split(",") if m.strip()
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return msgspec.convert(values, cls, strict=False)

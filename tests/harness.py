@@ -118,9 +118,13 @@ class Harness:
         await wait_for(answers)
 
     async def stop(self) -> None:
-        for service in (self.api, self.worker, self.subscribers):
-            await service.stop()
+        # Each service waits out its own poll interval, so stop them side by side.
+        services = (self.api, self.worker, self.subscribers)
+        outcomes = await asyncio.gather(*(s.stop() for s in services), return_exceptions=True)
         await self.http.aclose()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def finished_run(self, run_id: str, *, timeout: float = 30) -> dict[str, Any]:
         """The run once it has finished."""

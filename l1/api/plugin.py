@@ -13,7 +13,13 @@ from litestar.di import Provide
 from litestar.plugins import InitPluginProtocol
 
 import l1
-from l1.api.controllers import CacheController, InfoController, RunController
+from l1.api.auth import token_guard
+from l1.api.controllers import (
+    CacheController,
+    DeadLetterController,
+    InfoController,
+    RunController,
+)
 from l1.api.controllers.info import ServerInfo
 from l1.api.errors import exception_handlers
 from l1.api.health import Health, HealthCheck
@@ -28,6 +34,7 @@ from l1.cache.index import CacheIndex
 from l1.cache.references import References
 from l1.cache.store import ContentStore
 from l1.connections import connect_nats, connect_redis
+from l1.events.dead_letters import DeadLetters
 from l1.events.publisher import Publisher
 from l1.events.service import SubscriberService
 from l1.events.streams import ensure_streams
@@ -59,6 +66,7 @@ class Services:
     server_info: ServerInfo
     health_check: HealthCheck
     assets: dict[str, Asset]
+    dead_letters: DeadLetters
 
 
 class L1Plugin(InitPluginProtocol):
@@ -71,7 +79,10 @@ class L1Plugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register routes, dependency providers, error handlers and the lifespan."""
-        app_config.route_handlers.extend([InfoController, RunController, CacheController])
+        app_config.route_handlers.extend(
+            [InfoController, RunController, CacheController, DeadLetterController]
+        )
+        app_config.guards.append(token_guard(self._settings.api_tokens))
         for name in Services.__dataclass_fields__:
             app_config.dependencies[name] = Provide(self._provider(name), sync_to_thread=False)
         app_config.exception_handlers.update(exception_handlers())
@@ -137,7 +148,7 @@ class L1Plugin(InitPluginProtocol):
         nc: NATS,
     ) -> Services:
         runs, publisher, references = RunStore(redis), Publisher(nc), References(redis)
-        effects, assets = default_effects(), known_assets()
+        effects, assets = default_effects(settings.effect_modules), known_assets()
         rules = DeletionRules(
             store=store,
             runs=runs,
@@ -181,4 +192,5 @@ class L1Plugin(InitPluginProtocol):
             ),
             health_check=HealthCheck(nc, redis),
             assets=assets,
+            dead_letters=DeadLetters(js),
         )

@@ -126,4 +126,24 @@ def publish(client: L1Client, run_id: str) -> None:
     console.print(f"published {run_id}: {', '.join(report['published'])}")
 
 
-COMMANDS = [render, list_runs, show_run, discard, cancel, publish]
+@click.command()
+@click.argument("run_id")
+@pass_client
+def retry(client: L1Client, run_id: str) -> None:
+    """Send a failed or cancelled run to the workers again."""
+    run = client.retry(run_id)
+    console.print(f"{run_id} {run['status']} (attempt generation {run['generation']})")
+
+
+@click.command()
+@click.option("--limit", default=50, show_default=True, help="How many to show.")
+@pass_client
+def dead(client: L1Client, limit: int) -> None:
+    """List render requests that could never succeed, newest first."""
+    table = Table("run", "recipe", "reason")
+    for letter in client.dead(limit=limit):
+        table.add_row(letter["run_id"], letter["recipe"], letter["reason"])
+    console.print(table)
+
+
+COMMANDS = [render, list_runs, show_run, discard, cancel, publish, retry, dead]

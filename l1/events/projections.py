@@ -33,10 +33,11 @@ def _stale(run: Run | None, event: RunStarted | RunProgress | RunCompleted | Run
     return run is None or event.generation < run.generation
 
 
-def apply_submitted(run: Run | None, event: RunSubmitted) -> Run | None:
+def apply_submitted(run: Run | None, submitted: RunSubmitted | Run) -> Run | None:
     """The run was accepted, or accepted again by a retry (a later generation)."""
-    if run is None or event.run.generation > run.generation:
-        return event.run
+    new = submitted.run if isinstance(submitted, RunSubmitted) else submitted
+    if run is None or new.generation > run.generation:
+        return new
     return None
 
 

@@ -35,7 +35,7 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         )
         renderer = Renderer(
             store=ContentStore(settings.cache_dir),
-            effects=default_effects(),
+            effects=default_effects(settings.effect_modules),
             executor=executor,
             actor=settings.actor,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
 from l1.api.health import Health, HealthCheck
@@ -37,6 +37,17 @@ class InfoController(Controller):
     ) -> ServerInfo:
         """Name, version, the identity renders are signed with, effects, and health."""
         return msgspec.structs.replace(server_info, health=await health_check())
+
+    @get("/health", summary="Readiness: do NATS and Redis answer")
+    async def health(self, health_check: NamedDependency[HealthCheck]) -> Response[Health]:
+        """200 when every dependency answers, 503 naming the one that does not."""
+        health = await health_check()
+        return Response(health, status_code=200 if health.ready else 503)
+
+    @get("/health/live", summary="Liveness: the process answers")
+    async def live(self) -> dict[str, bool]:
+        """Always 200 while the process serves requests."""
+        return {"live": True}
 
     @get("/assets", summary="Known named assets")
     async def assets(self, assets: NamedDependency[dict[str, Asset]]) -> list[Asset]:

@@ -68,6 +68,15 @@ class RunController(Controller):
         """Stop a pending run or ask the worker rendering it to stop; 409 once finished."""
         return await run_service.cancel(run_id)
 
+    @post(
+        "/{run_id:str}/retry",
+        summary="Retry a failed or cancelled run",
+        status_code=HTTP_202_ACCEPTED,
+    )
+    async def retry(self, run_id: RunId, run_service: Runs) -> Run:
+        """Send the run to the workers again; 409 unless it failed or was cancelled."""
+        return await run_service.retry(run_id)
+
     @delete("/{run_id:str}", summary="Discard a run", status_code=HTTP_200_OK)
     async def discard(
         self,

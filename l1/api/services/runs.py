@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from l1.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from l1.events import projections
 from l1.events.schemas import RunCancelled, RunSubmitted
 from l1.identifiers import is_content_hash, run_id_for
 from l1.schemas import InputRef, Page, Run, RunStatus, RunSubmission, RunView
@@ -115,6 +116,30 @@ class RunService:
             )
         )
         return await self.waiter.wait(run_id, CANCEL_WAIT) or run
+
+    async def retry(self, run_id: str) -> Run:
+        """Send a failed or cancelled run to the workers again, as its next generation."""
+        run = await self.get(run_id)
+        if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            raise Conflict(
+                f"run {run_id} is {run.status}; only failed or cancelled runs are retried"
+            )
+        await self._hold_inputs(run_id, [ref.content_hash for ref in run.inputs])
+        again = msgspec.structs.replace(
+            run,
+            status=RunStatus.PENDING,
+            generation=run.generation + 1,
+            started_at=None,
+            completed_at=None,
+            output_hash=None,
+            provenance=None,
+            error=None,
+            progress=None,
+            attempts=0,
+        )
+        await self._runs.update(run_id, lambda current: projections.apply_submitted(current, again))
+        await self._dispatch(again)
+        return again
 
     async def discard(self, run_id: str, *, cancel: bool) -> DiscardReport:
         """Discard a run under the deletion rules; ``cancel`` stops an unfinished one first."""

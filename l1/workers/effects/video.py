@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple, TypeVar
+from typing import Annotated, Final, Literal, NamedTuple, TypeVar
 
 import av
 import av.error
@@ -52,8 +52,8 @@ __all__ = [
 ]
 
 OUTPUT_NAME = "output.mp4"
-_ENCODER = "libx264"
-_AUDIO_ENCODER = "aac"
+_ENCODER: Final = "libx264"
+_AUDIO_ENCODER: Final = "aac"
 _MAX_FPS = Fraction(240)
 _FALLBACK_FPS = Fraction(25)
 _T = TypeVar("_T")
@@ -228,19 +228,36 @@ def concatenate(
 def video_effects() -> list[Effect]:
     """``segment``, ``speed`` and ``concatenate``."""
     return [
-        _effect("segment", "Cut the part of a clip from start for duration seconds.", segment),
-        _effect("speed", "Play a clip faster or slower; audio is time-stretched.", speed),
+        _effect(
+            "segment",
+            "Cut the part of a clip from start for duration seconds.",
+            segment,
+            SegmentParams,
+        ),
+        _effect(
+            "speed",
+            "Play a clip faster or slower; audio is time-stretched.",
+            speed,
+            SpeedParams,
+        ),
         _effect(
             "concatenate",
             "Join two clips; the output has the first clip's size and frame rate.",
             concatenate,
+            ConcatenateParams,
             inputs=2,
         ),
     ]
 
 
-def _effect(name: str, description: str, render: Callable[..., Path], *, inputs: int = 1) -> Effect:
-    params = {"segment": SegmentParams, "speed": SpeedParams}.get(name, ConcatenateParams)
+def _effect(
+    name: str,
+    description: str,
+    render: Callable[..., Path],
+    params: type[VideoParams],
+    *,
+    inputs: int = 1,
+) -> Effect:
     version = "1"
     return Effect(
         name=name,
@@ -309,7 +326,7 @@ def _demux(src: _Source) -> Iterator[av.VideoFrame | av.Packet]:
     packets = _decoding(lambda: src.container.demux(*streams))
     while (packet := _decoding(lambda: next(packets, None))) is not None:
         if packet.stream.type == "video":
-            yield from _decoding(packet.decode)
+            yield from _decoding(lambda: src.video.decode(packet))
         else:
             yield packet
 
@@ -440,7 +457,7 @@ class _AudioCopy:
     def feed(self, packet: av.Packet) -> None:
         """Copy ``packet`` when it starts inside the window, or is the one just before it."""
         seconds = self._src.seconds(packet)
-        if packet.dts is None or seconds is None or packet.time_base is None:
+        if packet.pts is None or packet.dts is None or seconds is None or not packet.time_base:
             return
         self.latest = max(self.latest, seconds)
         # One packet of lead-in: AAC needs it to decode the first one (priming samples);
@@ -482,6 +499,7 @@ class _AudioEncode:
         self.samples = 0
         self.latest = -math.inf
         self._origin = 0.0
+        self._input: av.audio.stream.AudioStream | None = None
         self._chain = _AudioChain(rate, layout, tempo)
 
     @classmethod
@@ -503,10 +521,13 @@ class _AudioEncode:
         self._encode(self._chain.flush())
         self._chain = _AudioChain(self._rate, self._layout, self._tempo)
         self._origin = src.origin
+        self._input = src.audio
 
     def feed(self, packet: av.Packet) -> None:
         """Decode ``packet`` and encode the samples inside the window."""
-        for frame in _decoding(packet.decode):
+        stream = self._input
+        assert stream is not None, "start() names the clip the packets come from"
+        for frame in _decoding(lambda: stream.decode(packet)):
             seconds = None if frame.time is None else frame.time - self._origin
             if seconds is not None:
                 self.latest = max(self.latest, seconds)
@@ -514,7 +535,7 @@ class _AudioEncode:
                     continue
             self._encode(self._chain.process(frame))
 
-    def pad_to(self, seconds: float) -> None:
+    def pad_to(self, seconds: float | Fraction) -> None:
         """Add silence until the track is ``seconds`` long (nothing if it already is)."""
         self._encode(self._chain.flush())
         missing = round(seconds * self._rate) - self.samples
@@ -597,9 +618,11 @@ def _drain(graph: av.filter.Graph) -> list[av.AudioFrame]:
     frames: list[av.AudioFrame] = []
     while True:
         try:
-            frames.append(graph.pull())
+            frame = graph.pull()
         except (av.error.BlockingIOError, av.error.EOFError):
             return frames
+        if isinstance(frame, av.AudioFrame):
+            frames.append(frame)
 
 
 def _silence(samples: int, rate: int, layout: str) -> av.AudioFrame:

@@ -6,14 +6,17 @@ __all__ = [
     "ACTIVITIES",
     "CACHE_ITEMS",
     "PUBLISHED",
+    "RECIPES",
     "RUNS",
     "RUNS_FINISHED_CHANNEL",
     "activity",
     "cache_item",
     "provenance",
+    "recipe",
     "references",
     "run",
     "runs_with_status",
+    "step",
     "tombstone",
 ]
 
@@ -21,6 +24,7 @@ RUNS = "artdag:runs"  # sorted set of run ids, scored by creation time (µs)
 CACHE_ITEMS = "artdag:cache:items"  # sorted set of content hashes, scored by first store time
 ACTIVITIES = "artdag:activities"  # sorted set of run ids with a recorded activity
 RUNS_FINISHED_CHANNEL = "artdag:runs:finished"  # pub/sub: a run id each time one finishes
+RECIPES = "artdag:recipes"  # sorted set of recipe names, scored by registration time
 PUBLISHED = "artdag:published"  # set of content hashes L2 published through this server
 
 
@@ -52,6 +56,16 @@ def activity(run_id: str) -> str:
 def references(content_hash: str) -> str:
     """Set of run ids whose activity uses or made ``content_hash``."""
     return f"artdag:refs:{content_hash}"
+
+
+def recipe(name: str) -> str:
+    """A registered recipe (its latest version)."""
+    return f"artdag:recipe:{name}"
+
+
+def step(cache_id: str) -> str:
+    """The output hash of the step with ``cache_id`` (a node's Art DAG cache id)."""
+    return f"artdag:step:{cache_id}"
 
 
 def tombstone(content_hash: str) -> str:

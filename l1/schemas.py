@@ -7,7 +7,7 @@ Structs that cross deployments accept unknown fields and give new fields default
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -78,11 +78,20 @@ _RANK = {
 
 
 class RunSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``POST /runs`` body, as the old server took it."""
+    """``POST /runs`` body, as the old server took it, plus optional params.
+
+    ``recipe`` is an effect name or a registered recipe; ``inputs`` a list (in the
+    recipe's input order) or a mapping of recipe input name to hash or asset name.
+    ``params`` are an effect's parameters, or for a recipe ``{"node": {...}}``.
+    """
 
     recipe: Name
-    inputs: Annotated[list[InputName], msgspec.Meta(min_length=1, max_length=64)]
+    inputs: (
+        Annotated[list[InputName], msgspec.Meta(min_length=1, max_length=32)]
+        | Annotated[dict[Name, InputName], msgspec.Meta(min_length=1, max_length=32)]
+    )
     output_name: Name | None = None
+    params: Annotated[dict[Name, Any], msgspec.Meta(max_length=64)] = {}
 
 
 class NamedHash(msgspec.Struct, kw_only=True):
@@ -116,8 +125,33 @@ class Provenance(msgspec.Struct, kw_only=True):
     infrastructure: Infrastructure
 
 
+StepStatus = Literal["pending", "dispatched", "completed", "cached"]
+
+
+class StepState(msgspec.Struct, kw_only=True):
+    """One step of a run's recipe and how far it is."""
+
+    node_id: str
+    cache_id: str
+    effect: str
+    effect_hash: str
+    params: dict[str, Any] = {}
+    inputs: list[str] = []  # node ids; recipe inputs are named by their SOURCE node
+    status: StepStatus = "pending"
+    output_hash: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the step's output is known."""
+        return self.status in ("completed", "cached")
+
+
 class RenderRequest(msgspec.Struct, kw_only=True):
-    """What the API asks a worker to render; the payload of ``l1.render.<recipe>``."""
+    """One step for a worker to render; the payload of ``l1.render.<recipe>.<run_id>.<node>``.
+
+    ``final`` marks the recipe's output step, whose worker reports the run completed
+    with provenance naming ``run_inputs`` and ``effects``.
+    """
 
     run_id: str
     recipe: str
@@ -127,6 +161,15 @@ class RenderRequest(msgspec.Struct, kw_only=True):
     requested_by: str
     submitted_at: str
     generation: int = 0
+    node_id: str = "output"
+    effect: str = ""
+    effect_hash: str = ""
+    params: dict[str, Any] = {}
+    final: bool = True
+    known_output: str | None = None
+    run_inputs: list[InputRef] = []
+    effects: list[NamedHash] = []
+    intermediates: list[str] = []
 
 
 class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -149,25 +192,21 @@ class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
     attempts: int = 0
     generation: int = 0
     updated_at: str | None = None
+    bindings: dict[str, str] = {}  # recipe input name → content hash
+    steps: list[StepState] = []
+
+    @property
+    def intermediates(self) -> list[str]:
+        """Outputs of the steps before the last."""
+        return [s.output_hash for s in self.steps[:-1] if s.output_hash]
 
     @property
     def items(self) -> list[str]:
-        """The content hashes the run used and made, inputs first."""
-        hashes = [ref.content_hash for ref in self.inputs]
-        return [*hashes, self.output_hash] if self.output_hash else hashes
-
-    def render_request(self) -> RenderRequest:
-        """The request that asks a worker to render this run."""
-        return RenderRequest(
-            run_id=self.run_id,
-            recipe=self.recipe,
-            recipe_hash=self.recipe_hash,
-            inputs=self.inputs,
-            output_name=self.output_name,
-            requested_by=self.requested_by,
-            submitted_at=self.created_at,
-            generation=self.generation,
-        )
+        """The content hashes the run used and made: inputs, intermediates, output."""
+        hashes = [ref.content_hash for ref in self.inputs] + self.intermediates
+        if self.output_hash:
+            hashes.append(self.output_hash)
+        return list(dict.fromkeys(hashes))
 
 
 class RunView(Run, kw_only=True):

@@ -3,12 +3,14 @@ and segment, speed and concatenate give the durations they promise."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from l1.assets import asset_path
 from l1.errors import Unprocessable
@@ -16,6 +18,7 @@ from l1.workers.effects.image import frame_effects
 from l1.workers.effects.library import media_effects
 from l1.workers.effects.media import MediaError, probe
 from l1.workers.effects.registry import Effect
+from l1.workers.effects.video import VideoEncoding, map_frames
 from tests.media import decode_frames, make_clip, make_image, stream_summary
 
 EFFECTS: dict[str, Effect] = {effect.name: effect for effect in media_effects()}
@@ -226,6 +229,32 @@ def test_truncated_video_is_refused(clips: dict[str, Path], tmp_path: Path) -> N
     truncated.write_bytes(whole[: len(whole) // 3])
     with pytest.raises(MediaError):
         render("invert", [truncated], tmp_path)
+
+
+def test_corrupt_video_data_is_refused(clips: dict[str, Path], tmp_path: Path) -> None:
+    data = bytearray(clips["main"].read_bytes())
+    middle = range(len(data) * 35 // 100, len(data) * 65 // 100)
+    data[middle.start : middle.stop] = b"\xff" * len(middle)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(bytes(data))
+    assert probe(corrupt).kind == "video"  # the index is intact; the frames are not
+    for name in ("grayscale", "speed"):
+        with pytest.raises(MediaError, match="could not be decoded"):
+            render(name, [corrupt], tmp_path)
+
+
+def test_a_failing_frame_stops_the_reader(clips: dict[str, Path], tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def fail_on_fifth(picture: Image.Image) -> Image.Image:
+        seen.append(1)
+        if len(seen) == 6:  # the first call only sizes the output
+            raise RuntimeError("frame five")
+        return picture
+
+    with pytest.raises(RuntimeError, match="frame five"):
+        map_frames(clips["main"], tmp_path, fail_on_fifth, VideoEncoding(), lambda _: None)
+    assert not [t for t in threading.enumerate() if t.name == "l1-video-read"]
 
 
 def test_shipped_clip() -> None:

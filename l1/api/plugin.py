@@ -17,7 +17,9 @@ from l1.api.auth import token_guard
 from l1.api.controllers import (
     CacheController,
     DeadLetterController,
+    EffectController,
     InfoController,
+    RecipeController,
     RunController,
 )
 from l1.api.controllers.info import ServerInfo
@@ -25,6 +27,7 @@ from l1.api.errors import exception_handlers
 from l1.api.health import Health, HealthCheck
 from l1.api.run_waiter import RunWaiter
 from l1.api.services.cache import CacheService
+from l1.api.services.plans import Planner
 from l1.api.services.publishing import PublishService
 from l1.api.services.runs import RunService
 from l1.assets import asset_path, known_assets
@@ -34,13 +37,15 @@ from l1.cache.index import CacheIndex
 from l1.cache.references import References
 from l1.cache.store import ContentStore
 from l1.connections import connect_nats, connect_redis
+from l1.dispatch import Dispatcher
 from l1.events.dead_letters import DeadLetters
 from l1.events.publisher import Publisher
 from l1.events.service import SubscriberService
 from l1.events.streams import ensure_streams
 from l1.l2_client import L2Client
+from l1.recipe_store import RecipeStore
 from l1.run_store import RunStore
-from l1.workers.effects import default_effects
+from l1.workers.effects import EffectRegistry, default_effects
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -67,6 +72,8 @@ class Services:
     health_check: HealthCheck
     assets: dict[str, Asset]
     dead_letters: DeadLetters
+    recipe_store: RecipeStore
+    effects: EffectRegistry
 
 
 class L1Plugin(InitPluginProtocol):
@@ -80,7 +87,14 @@ class L1Plugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Register routes, dependency providers, error handlers and the lifespan."""
         app_config.route_handlers.extend(
-            [InfoController, RunController, CacheController, DeadLetterController]
+            [
+                InfoController,
+                RunController,
+                CacheController,
+                RecipeController,
+                EffectController,
+                DeadLetterController,
+            ]
         )
         app_config.guards.append(token_guard(self._settings.api_tokens))
         for name in Services.__dataclass_fields__:
@@ -157,11 +171,12 @@ class L1Plugin(InitPluginProtocol):
             l2=l2,
             publisher=publisher,
         )
+        index, recipes = CacheIndex(redis), RecipeStore(redis)
         run_service = RunService(
             runs=runs,
             store=store,
-            effects=effects,
-            assets=assets,
+            planner=Planner(effects=effects, recipes=recipes, assets=assets, store=store),
+            dispatcher=Dispatcher(store=store, index=index, publisher=publisher),
             publisher=publisher,
             waiter=RunWaiter(redis, runs),
             references=references,
@@ -171,7 +186,7 @@ class L1Plugin(InitPluginProtocol):
             run_service=run_service,
             cache_service=CacheService(
                 store=store,
-                index=CacheIndex(redis),
+                index=index,
                 publisher=publisher,
                 import_roots=settings.import_roots,
                 max_upload_bytes=settings.max_upload_bytes,
@@ -193,4 +208,6 @@ class L1Plugin(InitPluginProtocol):
             health_check=HealthCheck(nc, redis),
             assets=assets,
             dead_letters=DeadLetters(js),
+            recipe_store=recipes,
+            effects=effects,
         )

@@ -35,8 +35,14 @@ class Activity(msgspec.Struct, kw_only=True):
 
     @property
     def items(self) -> list[str]:
-        """Every content hash the activity references."""
+        """Every content hash the activity lists."""
         return list(dict.fromkeys([*self.inputs, *self.intermediates, self.output]))
+
+    @property
+    def held(self) -> list[str]:
+        """The items the activity protects: its inputs and output (intermediates can be
+        rendered again, so they are not held)."""
+        return list(dict.fromkeys([*self.inputs, self.output]))
 
 
 _decoder = msgspec.json.Decoder(Activity)
@@ -55,7 +61,7 @@ class ActivityLog:
 
         Raises :class:`ItemBeingDeleted` when one of them is being deleted.
         """
-        blocked = await self._references.hold(activity.run_id, activity.items)
+        blocked = await self._references.hold(activity.run_id, activity.held)
         if blocked is not None:
             raise ItemBeingDeleted(blocked)
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -69,6 +69,15 @@ class CacheIndex:
         items = [_item_decoder.decode(raw) for raw in raws if raw is not None]
         return Page(items=items, next_cursor=next_cursor)
 
+    async def record_step(self, cache_id: str, output_hash: str) -> None:
+        """Remember the output of a step, so that no run renders it again."""
+        await self._redis.set(keys.step(cache_id), output_hash)
+
+    async def step_output(self, cache_id: str) -> str | None:
+        """The output a step with ``cache_id`` made before, if any."""
+        raw = await self._redis.get(keys.step(cache_id))
+        return None if raw is None else raw.decode()
+
     async def record_provenance(self, provenance: Provenance) -> None:
         """Keep the provenance of an output; the first record written stays."""
         key = keys.provenance(provenance.output.content_hash)

@@ -17,7 +17,7 @@ from l1.events.schemas import (
     RunStarted,
     RunSubmitted,
 )
-from l1.schemas import Run, RunStatus
+from l1.schemas import Run, RunStatus, StepState
 
 __all__ = [
     "apply_cancelled",
@@ -55,19 +55,45 @@ def apply_started(run: Run | None, event: RunStarted) -> Run | None:
 
 
 def apply_progress(run: Run | None, event: RunProgress) -> Run | None:
-    """A render reported progress; only a running run shows it."""
+    """A step reported progress or finished; only an unfinished run shows it."""
     if run is None or _stale(run, event) or run.status.terminal:
         return None
-    return replace(run, progress=max(run.progress or 0.0, event.percent))
+    steps = run.steps
+    if event.output_hash and event.node_id:
+        steps = [_finish(s, event.node_id, event.output_hash) for s in steps]
+    total = max(len(steps), 1)
+    done = sum(s.done for s in steps)
+    current = 0.0 if event.output_hash else event.percent / 100
+    percent = round(min((done + current) / total * 100, 100.0), 1)
+    return replace(run, steps=steps, progress=max(run.progress or 0.0, percent))
+
+
+def merge_dispatched(run: Run | None, prepared: Run) -> Run | None:
+    """Keep the steps the dispatcher moved on, without undoing anything newer."""
+    if run is None or run.generation != prepared.generation or run.status.terminal:
+        return None
+    steps = [
+        new if old.status == "pending" and new.status != "pending" else old
+        for old, new in zip(run.steps, prepared.steps, strict=True)
+    ]
+    return replace(run, steps=steps)
+
+
+def _finish(step: StepState, node_id: str, output_hash: str) -> StepState:
+    if step.node_id != node_id or step.done:
+        return step
+    return replace(step, status="completed", output_hash=output_hash)
 
 
 def apply_completed(run: Run | None, event: RunCompleted) -> Run | None:
     """The output is stored."""
     if run is None or _stale(run, event) or run.status.terminal:
         return None
+    steps = [*run.steps[:-1], *(_finish(s, s.node_id, event.output_hash) for s in run.steps[-1:])]
     return replace(
         run,
         status=RunStatus.COMPLETED,
+        steps=steps,
         started_at=run.started_at or event.at,
         completed_at=event.at,
         output_hash=event.output_hash,

@@ -58,7 +58,7 @@ class Publisher:
         times it was retried) unless ``msg_id`` says otherwise."""
         self._check_connected()
         return await self._js.publish(
-            subjects.render(request.recipe, request.run_id),
+            subjects.render(request.recipe, request.run_id, request.node_id),
             _encoder.encode(request),
             timeout=self._timeout,
             headers={Header.MSG_ID: msg_id or f"{request.run_id}.{request.generation}"},

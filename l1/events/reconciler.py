@@ -20,6 +20,7 @@ from nats.js.errors import NotFoundError
 from redis.exceptions import RedisError
 
 from l1.events import subjects
+from l1.events.projections import merge_dispatched
 from l1.events.streams import RENDER_STREAM
 from l1.schemas import RunStatus
 from l1.timestamps import micros
@@ -27,9 +28,9 @@ from l1.timestamps import micros
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
-    from l1.events.publisher import Publisher
+    from l1.dispatch import Dispatcher
     from l1.run_store import RunStore
-    from l1.schemas import Run
+    from l1.schemas import RenderRequest, Run
 
 __all__ = ["Reconciler"]
 
@@ -44,13 +45,13 @@ class Reconciler:
         js: JetStreamContext,
         *,
         runs: RunStore,
-        publisher: Publisher,
+        dispatcher: Dispatcher,
         every: float,
         stale_after: float,
     ) -> None:
         self._js = js
         self._runs = runs
-        self._publisher = publisher
+        self._dispatcher = dispatcher
         self._every = every
         self._stale_after = stale_after
 
@@ -75,9 +76,8 @@ class Reconciler:
             while True:
                 page = await self._runs.page(limit=500, cursor=cursor, status=status)
                 for run in page.items:
-                    if self._stale(run) and not await self._queued(run):
-                        await self._publisher.render_request(run.render_request())
-                        republished += 1
+                    if self._stale(run):
+                        republished += await self._resend_lost(run)
                 if not page.next_cursor:
                     break
                 cursor = page.next_cursor
@@ -88,9 +88,18 @@ class Reconciler:
         age = datetime.now(UTC).timestamp() - micros(last) / 1_000_000
         return age >= self._stale_after
 
-    async def _queued(self, run: Run) -> bool:
+    async def _resend_lost(self, run: Run) -> int:
+        prepared, requests = await self._dispatcher.prepare(run, resend=True)
+        lost = [r for r in requests if not await self._queued(r)]
+        if prepared.steps != run.steps:
+            await self._runs.update(run.run_id, lambda r: merge_dispatched(r, prepared))
+        await self._dispatcher.send(lost)
+        return len(lost)
+
+    async def _queued(self, request: RenderRequest) -> bool:
+        subject = subjects.render(request.recipe, request.run_id, request.node_id)
         try:
-            await self._js.get_last_msg(RENDER_STREAM, subjects.render(run.recipe, run.run_id))
+            await self._js.get_last_msg(RENDER_STREAM, subject)
         except NotFoundError:
             return False
         return True

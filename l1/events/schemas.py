@@ -57,10 +57,13 @@ class RunStarted(_RunEventBase, tag="started"):
 
 
 class RunProgress(_RunEventBase, tag="progress"):
-    """A render reports how far it is, in percent."""
+    """How far the run is: a step's render reports ``percent`` of that step, and a
+    finished step (not the last) reports its ``output_hash``."""
 
     percent: float
     message: str = ""
+    node_id: str | None = None
+    output_hash: str | None = None
 
 
 class RunCompleted(_RunEventBase, tag="completed"):

@@ -19,6 +19,8 @@ import nats.errors
 
 from l1.cache.activities import ActivityLog
 from l1.cache.index import CacheIndex
+from l1.cache.references import References
+from l1.dispatch import Dispatcher
 from l1.events.publisher import Publisher
 from l1.events.reconciler import Reconciler
 from l1.events.schemas import CACHE_DECODER, RUN_DECODER
@@ -69,23 +71,20 @@ class SubscriberService:
     ) -> SubscriberService:
         """The projectors writing into ``redis``, checking outputs in ``store``, and the
         reconciler."""
-        index, runs, publisher, js = (
-            CacheIndex(redis),
-            RunStore(redis),
-            Publisher(nc),
-            nc.jetstream(),
-        )
+        index, runs, js = CacheIndex(redis), RunStore(redis), nc.jetstream()
+        dispatcher = Dispatcher(store=store, index=index, publisher=Publisher(nc))
         projector = RunProjector(
             runs=runs,
             activities=ActivityLog(redis),
+            references=References(redis),
             index=index,
             store=store,
-            publisher=publisher,
+            dispatcher=dispatcher,
         )
         reconciler = Reconciler(
             js,
             runs=runs,
-            publisher=publisher,
+            dispatcher=dispatcher,
             every=settings.reconcile_every,
             stale_after=settings.stale_after,
         )

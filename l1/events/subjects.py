@@ -31,12 +31,12 @@ def subject_token(value: str) -> str:
     return value
 
 
-def render(recipe: str, run_id: str) -> str:
-    """Where the render request of a run is published: ``l1.render.<recipe>.<run_id>``.
+def render(recipe: str, run_id: str, node_id: str = "output") -> str:
+    """Where a step of a run is published: ``l1.render.<recipe>.<run_id>.<node>``.
 
-    The run id token lets anyone ask JetStream whether a run's request is still queued.
+    The run and node tokens let anyone ask JetStream whether a step is still queued.
     """
-    return f"l1.render.{subject_token(recipe)}.{run_id}"
+    return f"l1.render.{subject_token(recipe)}.{run_id}.{subject_token(node_id)}"
 
 
 def run_event(run_id: str, event: str) -> str:

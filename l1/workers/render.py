@@ -15,6 +15,7 @@ import msgspec
 from l1.errors import L1Error
 from l1.schemas import NamedHash, Provenance
 from l1.timestamps import utc_now
+from l1.workers.effects.media import MediaError
 from l1.workers.infrastructure import infrastructure
 
 if TYPE_CHECKING:
@@ -49,22 +50,36 @@ class Renderer:
         self._actor = actor
 
     async def render(self, request: RenderRequest, *, progress: Progress) -> RenderResult:
-        """Render ``request``; raises :class:`PermanentRenderError` when it can never succeed."""
+        """Render one step; raises :class:`PermanentRenderError` when it can never succeed.
+
+        A step whose output is already known (``known_output``) and present is not
+        rendered again: only its provenance is written for this run.
+        """
+        effect = self._effect(request)
+        if request.known_output and self._store.exists(request.known_output):
+            output = await asyncio.to_thread(self._store.describe, request.known_output)
+        else:
+            inputs = [self._input_path(ref.content_hash) for ref in request.inputs]
+            params = _params(effect, request)
+            loop = asyncio.get_running_loop()
+            output = await loop.run_in_executor(
+                self._executor, self._render_and_store, effect, inputs, params, progress
+            )
+        return RenderResult(output=output, provenance=self._provenance(request, effect, output))
+
+    def _effect(self, request: RenderRequest) -> Effect:
+        name = request.effect or request.recipe
         try:
-            effect = self._effects.get(request.recipe)
+            effect = self._effects.get(name)
         except L1Error as error:
             raise PermanentRenderError(str(error)) from None
-        if effect.content_hash != request.recipe_hash:
+        wanted = request.effect_hash or request.recipe_hash
+        if effect.content_hash != wanted:
             raise PermanentRenderError(
                 f"this worker's {effect.name!r} is a different version "
-                f"({effect.content_hash[:12]}, run asks for {request.recipe_hash[:12]})"
+                f"({effect.content_hash[:12]}, the run asks for {wanted[:12]})"
             )
-        inputs = [self._input_path(ref.content_hash) for ref in request.inputs]
-        loop = asyncio.get_running_loop()
-        output = await loop.run_in_executor(
-            self._executor, self._render_and_store, effect, inputs, progress
-        )
-        return RenderResult(output=output, provenance=self._provenance(request, effect, output))
+        return effect
 
     def _input_path(self, content_hash: str) -> Path:
         try:
@@ -73,11 +88,13 @@ class Renderer:
             raise PermanentRenderError(f"input missing: {error}") from None
 
     def _render_and_store(
-        self, effect: Effect, inputs: list[Path], progress: Progress
+        self, effect: Effect, inputs: list[Path], params: msgspec.Struct, progress: Progress
     ) -> StoredItem:
         with tempfile.TemporaryDirectory(dir=self._store.root / "tmp") as workdir:
-            params = effect.parse_params(None)
-            produced = effect.render(inputs, Path(workdir), params, progress)
+            try:
+                produced = effect.render(inputs, Path(workdir), params, progress)
+            except MediaError as error:
+                raise PermanentRenderError(f"{effect.name}: {error}") from None
             return self._store.put_file(produced)
 
     def _provenance(self, request: RenderRequest, effect: Effect, output: StoredItem) -> Provenance:
@@ -87,7 +104,18 @@ class Renderer:
             rendered_at=utc_now(),
             rendered_by=self._actor,
             output=NamedHash(name=request.output_name, content_hash=output.content_hash),
-            inputs=[NamedHash(name=i.name, content_hash=i.content_hash) for i in request.inputs],
-            effects=[NamedHash(name=effect.name, content_hash=effect.content_hash)],
+            inputs=[
+                NamedHash(name=i.name, content_hash=i.content_hash)
+                for i in (request.run_inputs if request.final else request.inputs) or request.inputs
+            ],
+            effects=(request.effects if request.final else None)
+            or [NamedHash(name=effect.name, content_hash=effect.content_hash)],
             infrastructure=infrastructure(),
         )
+
+
+def _params(effect: Effect, request: RenderRequest) -> msgspec.Struct:
+    try:
+        return effect.parse_params(request.params)
+    except L1Error as error:
+        raise PermanentRenderError(str(error)) from None

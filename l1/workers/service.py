@@ -160,7 +160,7 @@ class WorkerService:
                 self._renderer.render(request, progress=progress.set),
                 timeout=self._settings.render_timeout,
             )
-            await self._completed(request, result)
+            await self._finished(request, result)
             await msg.ack()
         except asyncio.CancelledError:
             if request.run_id in self._cancelled:
@@ -187,7 +187,7 @@ class WorkerService:
         log.warning("render of %s failed (attempt %d): %s", request.run_id, attempt, reason)
         await _quietly(msg.nak(delay=delay))
 
-    async def _completed(self, request: RenderRequest, result: RenderResult) -> None:
+    async def _finished(self, request: RenderRequest, result: RenderResult) -> None:
         output = result.output
         await self._publisher.event(
             CacheStored(
@@ -199,6 +199,20 @@ class WorkerService:
                 source=f"run:{request.run_id}",
             )
         )
+        if not request.final:
+            # A step before the last: the run projector sends the steps it unblocks.
+            await self._publisher.event(
+                RunProgress(
+                    event_id=f"{request.run_id}.{request.generation}.step.{request.node_id}",
+                    at=utc_now(),
+                    run_id=request.run_id,
+                    generation=request.generation,
+                    percent=100.0,
+                    node_id=request.node_id,
+                    output_hash=output.content_hash,
+                )
+            )
+            return
         await self._publisher.event(
             RunCompleted(
                 event_id=f"{request.run_id}.completed.{result.provenance.task_id}",
@@ -211,6 +225,8 @@ class WorkerService:
         )
 
     async def _fail(self, msg: Msg, request: RenderRequest, reason: str, attempt: int) -> None:
+        if not request.final:
+            reason = f"step {request.node_id!r}: {reason}"
         log.error("run %s failed: %s", request.run_id, reason)
         dead = subjects.dead_letter(request.recipe, request.run_id)
         await self._publisher.dead_letter(dead, msg.data, reason)
@@ -246,6 +262,7 @@ class WorkerService:
                             run_id=request.run_id,
                             generation=request.generation,
                             percent=reported,
+                            node_id=request.node_id,
                         )
                     )
                 )

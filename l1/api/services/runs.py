@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -16,18 +15,16 @@ from l1.timestamps import utc_now
 
 if TYPE_CHECKING:
     from l1.api.run_waiter import RunWaiter
-    from l1.assets import Asset
+    from l1.api.services.plans import Planner
     from l1.cache.deletion import DeletionRules, DiscardReport
     from l1.cache.references import References
     from l1.cache.store import ContentStore
+    from l1.dispatch import Dispatcher
     from l1.events.publisher import Publisher
     from l1.run_store import RunStore
-    from l1.workers.effects import EffectRegistry
 
 __all__ = ["RunService"]
 
-# Long hex strings that are not exactly a content hash are malformed hashes, not names.
-_HEXISH = re.compile(r"^[0-9a-fA-F]{16,}$")
 
 # How long a cancel waits for the run to read "cancelled" before answering.
 CANCEL_WAIT = 10.0
@@ -41,8 +38,8 @@ class RunService:
         *,
         runs: RunStore,
         store: ContentStore,
-        effects: EffectRegistry,
-        assets: dict[str, Asset],
+        planner: Planner,
+        dispatcher: Dispatcher,
         publisher: Publisher,
         waiter: RunWaiter,
         references: References,
@@ -50,8 +47,8 @@ class RunService:
     ) -> None:
         self._runs = runs
         self._store = store
-        self._effects = effects
-        self._assets = assets
+        self._planner = planner
+        self._dispatcher = dispatcher
         self._publisher = publisher
         self.waiter = waiter
         self._references = references
@@ -62,29 +59,28 @@ class RunService:
 
         The same recipe over the same inputs is the same run: a repeat returns the first.
         """
-        effect = self._effects.get(submission.recipe)
-        inputs = [self._resolve(name) for name in submission.inputs]
-        if len(inputs) != effect.inputs:
-            raise Unprocessable(
-                f"recipe {effect.name!r} takes {effect.inputs} input(s), not {len(inputs)}"
-            )
-        run_id = run_id_for(effect.name, effect.content_hash, [i.content_hash for i in inputs])
+        plan = await self._planner.plan(submission)
+        run_id = run_id_for(plan.recipe, plan.run_hash, [i.content_hash for i in plan.inputs])
         existing = await self._runs.get(run_id)
         if existing is not None:
             return existing, False
-        await self._hold_inputs(run_id, [i.content_hash for i in inputs])
+        await self._hold_inputs(run_id, [i.content_hash for i in plan.inputs])
         run = Run(
             run_id=run_id,
-            recipe=effect.name,
-            recipe_hash=effect.content_hash,
-            inputs=inputs,
-            output_name=submission.output_name or _default_output_name(effect.name, inputs),
+            recipe=plan.recipe,
+            recipe_hash=plan.recipe_hash,
+            inputs=plan.inputs,
+            output_name=submission.output_name or _default_output_name(plan.recipe, plan.inputs),
             created_at=utc_now(),
             requested_by=requested_by,
+            bindings=plan.bindings,
+            steps=plan.steps,
         )
+        run, requests = await self._dispatcher.prepare(run)
         stored, created = await self._runs.create(run)
         if created:
-            await self._dispatch(stored)
+            await self._announce(stored)
+            await self._dispatcher.send(requests)
         return stored, created
 
     async def get(self, run_id: str, *, wait: float = 0.0) -> Run:
@@ -136,9 +132,14 @@ class RunService:
             error=None,
             progress=None,
             attempts=0,
+            steps=[
+                msgspec.structs.replace(s, status="pending", output_hash=None) for s in run.steps
+            ],
         )
+        again, requests = await self._dispatcher.prepare(again)
         await self._runs.update(run_id, lambda current: projections.apply_submitted(current, again))
-        await self._dispatch(again)
+        await self._announce(again)
+        await self._dispatcher.send(requests)
         return again
 
     async def discard(self, run_id: str, *, cancel: bool) -> DiscardReport:
@@ -156,7 +157,7 @@ class RunService:
         """Runs, newest first."""
         return await self._runs.page(limit=limit, cursor=cursor, status=status)
 
-    async def _dispatch(self, run: Run) -> None:
+    async def _announce(self, run: Run) -> None:
         await self._publisher.event(
             RunSubmitted(
                 event_id=f"{run.run_id}.{run.generation}.submitted",
@@ -166,7 +167,6 @@ class RunService:
                 run=run,
             )
         )
-        await self._publisher.render_request(run.render_request())
 
     async def _hold_inputs(self, run_id: str, hashes: list[str]) -> None:
         # Hold first, then look: a deletion either saw the hold and refused, or
@@ -181,22 +181,6 @@ class RunService:
             raise Unprocessable(
                 f"input {missing[0]} is not in the cache; import or upload it first"
             )
-
-    def _resolve(self, name: str) -> InputRef:
-        if (asset := self._assets.get(name)) is not None:
-            return InputRef(name=name, content_hash=asset.content_hash)
-        if is_content_hash(name):
-            if not self._store.exists(name):
-                raise Unprocessable(f"input {name} is not in the cache; import or upload it first")
-            return InputRef(name=name, content_hash=name)
-        if _HEXISH.fullmatch(name):
-            raise InvalidInput(
-                f"input {name[:80]!r} is not a content hash (64 lowercase hex characters)"
-            )
-        known = ", ".join(sorted(self._assets))
-        raise Unprocessable(
-            f"input {name[:80]!r} is neither a content hash nor a known asset ({known})"
-        )
 
 
 def _default_output_name(recipe: str, inputs: list[InputRef]) -> str:

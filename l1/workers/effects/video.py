@@ -1,8 +1,10 @@
 """Video rendering with PyAV: per-frame effects over a clip, and the video-only
 effects ``segment``, ``speed`` and ``concatenate``.
 
-Every render streams: a frame is decoded, transformed and handed to the encoder
-before the next one is read, so memory stays flat whatever the clip's length.
+Every render streams: a helper thread demuxes and decodes at most a few frames
+ahead (so decoding overlaps encoding on another core), and each frame is
+transformed and handed to the encoder in turn, so memory stays flat whatever the
+clip's length.
 
 Output is H.264 (``libx264``, yuv420p) in MP4 at the source's average frame rate
 (constant frame rate). yuv420p needs even dimensions, so an odd width or height
@@ -19,13 +21,15 @@ MP4 can hold the codec (AAC, MP3, Opus...), otherwise re-encode them as AAC;
 from __future__ import annotations
 
 import math
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Final, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
 
 import av
 import av.error
@@ -56,6 +60,7 @@ _ENCODER: Final = "libx264"
 _AUDIO_ENCODER: Final = "aac"
 _MAX_FPS = Fraction(240)
 _FALLBACK_FPS = Fraction(25)
+_READ_AHEAD = 4  # decoded frames waiting for the encoder: bounds memory
 _T = TypeVar("_T")
 
 Preset = Literal[
@@ -151,12 +156,13 @@ def map_frames(
         video = _VideoOut(output, size, src.fps, encoding)
         audio = _audio_out(output, src, _Window())
         meter = _Meter(src.frames, progress)
-        for item in _demux(src):
-            if isinstance(item, av.VideoFrame):
-                video.write(transform(item.to_image()))
-                meter.step()
-            elif audio is not None:
-                audio.feed(item)
+        with _reading(src, pictures=True) as items:
+            for item in items:
+                if isinstance(item, Image.Image):
+                    video.write(transform(item))
+                    meter.step()
+                elif isinstance(item, av.Packet) and audio is not None:
+                    audio.feed(item)
         _finish(video, audio)
     meter.finish()
     return target
@@ -191,11 +197,12 @@ def speed(inputs: Sequence[Path], workdir: Path, params: SpeedParams, progress: 
         audio = _AudioEncode.like(output, src, tempo=params.factor) if src.audio else None
         meter = _Meter(round(src.frames / params.factor), progress)
         retimer = _Retimer(step=params.factor / src.fps)
-        for item in _demux(src):
-            if isinstance(item, av.VideoFrame):
-                _write_all(video, retimer.push(item, src.seconds(item)), meter)
-            elif audio is not None:
-                audio.feed(item)
+        with _reading(src) as items:
+            for item in items:
+                if isinstance(item, av.VideoFrame):
+                    _write_all(video, retimer.push(item, src.seconds(item)), meter)
+                elif isinstance(item, av.Packet) and audio is not None:
+                    audio.feed(item)
         _write_all(video, retimer.finish(1 / src.fps), meter)
         _finish(video, audio)
     meter.finish()
@@ -320,15 +327,82 @@ def _decoding(call: Callable[[], _T]) -> _T:
         raise MediaError(f"the video could not be decoded: {error}") from None
 
 
-def _demux(src: _Source) -> Iterator[av.VideoFrame | av.Packet]:
+_Item = av.VideoFrame | Image.Image | av.Packet
+"""A decoded video frame (or, when asked, its RGB picture) or a raw audio packet."""
+
+
+def _read(src: _Source, pictures: bool) -> Iterator[_Item]:
     """Decoded video frames and raw audio packets, in file order."""
     streams = [src.video] if src.audio is None else [src.video, src.audio]
     packets = _decoding(lambda: src.container.demux(*streams))
     while (packet := _decoding(lambda: next(packets, None))) is not None:
-        if packet.stream.type == "video":
-            yield from _decoding(lambda: src.video.decode(packet))
-        else:
+        if packet.stream.type != "video":
             yield packet
+            continue
+        for frame in _decoding(lambda: src.video.decode(packet)):
+            yield _to_image(frame) if pictures else frame
+
+
+def _to_image(frame: av.VideoFrame) -> Image.Image:
+    """The frame as an RGB picture sharing the converted frame's memory (no extra copy)."""
+    rgb = frame.reformat(format="rgb24")
+    plane = rgb.planes[0]
+    size = (rgb.width, rgb.height)
+    # A VideoPlane exposes the buffer protocol, which Pillow's stubs do not list.
+    return Image.frombuffer("RGB", size, plane, "raw", "RGB", plane.line_size, 1)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _reading(src: _Source, *, pictures: bool = False) -> Iterator[Iterator[_Item]]:
+    """Demux and decode ``src`` in a helper thread a few items ahead of the caller, so
+    decoding overlaps transforming and encoding; the thread is stopped on exit, before
+    the container can close under it."""
+    ahead = _ReadAhead(_read(src, pictures))
+    try:
+        yield ahead.items()
+    finally:
+        ahead.stop()
+
+
+class _ReadAhead:
+    """Runs an iterator in a thread, at most :data:`_READ_AHEAD` items ahead."""
+
+    def __init__(self, items: Iterator[_Item]) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_READ_AHEAD)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(items,), name="l1-video-read", daemon=True
+        )
+        self._thread.start()
+
+    def items(self) -> Iterator[_Item]:
+        """The items in order; an error raised while reading is raised here."""
+        while True:
+            kind, value = self._queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def stop(self) -> None:
+        """Stop reading and wait for the thread, emptying the queue so it cannot block."""
+        self._stopping.set()
+        while self._thread.is_alive():
+            with suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+            self._thread.join(timeout=0.01)
+
+    def _run(self, items: Iterator[_Item]) -> None:
+        try:
+            for item in items:
+                self._queue.put(("item", item))
+                if self._stopping.is_set():
+                    return
+            self._queue.put(("end", None))
+        except BaseException as error:  # handed over to the consuming thread
+            self._queue.put(("error", error))
 
 
 # --- Video out ------------------------------------------------------------------------
@@ -455,7 +529,7 @@ class _AudioCopy:
         self.latest = -math.inf
 
     def feed(self, packet: av.Packet) -> None:
-        """Copy ``packet`` when it starts inside the window, or is the one just before it."""
+        """Copy ``packet`` when it starts inside the window, or is the one just before."""
         seconds = self._src.seconds(packet)
         if packet.pts is None or packet.dts is None or seconds is None or not packet.time_base:
             return
@@ -463,7 +537,7 @@ class _AudioCopy:
         # One packet of lead-in: AAC needs it to decode the first one (priming samples);
         # its timestamp goes negative and the MP4 edit list hides it.
         lead_in = float(packet.duration * packet.time_base) if packet.duration else 0.0
-        if not self._window.holds(seconds + lead_in) or seconds >= self._window.end:
+        if not self._window.start - lead_in <= seconds < self._window.end:
             return
         shift = round((self._window.start + self._src.origin) / packet.time_base)
         packet.pts -= shift
@@ -694,19 +768,20 @@ def _copy_window(
     """Write the frames and audio inside ``window``; stop reading once both are past it."""
     half_frame = 0.5 / float(src.fps)
     video_past = False
-    for item in _demux(src):
-        if isinstance(item, av.VideoFrame):
-            at = src.seconds(item)
-            # A frame belongs to the window its middle falls in.
-            middle = (video.count / float(src.fps) if at is None else at) + half_frame
-            video_past = middle >= window.end
-            if window.holds(middle):
-                video.write(item)
-                meter.step()
-        elif audio is not None:
-            audio.feed(item)
-        if video_past and (audio is None or audio.latest >= window.end):
-            return
+    with _reading(src) as items:
+        for item in items:
+            if isinstance(item, av.VideoFrame):
+                at = src.seconds(item)
+                # A frame belongs to the window its middle falls in.
+                middle = (video.count / float(src.fps) if at is None else at) + half_frame
+                video_past = middle >= window.end
+                if window.holds(middle):
+                    video.write(item)
+                    meter.step()
+            elif isinstance(item, av.Packet) and audio is not None:
+                audio.feed(item)
+            if video_past and (audio is None or audio.latest >= window.end):
+                return
 
 
 def _append_clip(
@@ -721,11 +796,13 @@ def _append_clip(
     if audio is not None:
         audio.start(src)
     retimer = _Retimer(step=video.step)
-    for item in _demux(src):
-        if isinstance(item, av.VideoFrame):
-            _write_all(video, (fit(f) for f in retimer.push(item, src.seconds(item))), meter)
-        elif audio is not None:
-            audio.feed(item)
+    with _reading(src) as items:
+        for item in items:
+            if isinstance(item, av.VideoFrame):
+                fitted = (fit(f) for f in retimer.push(item, src.seconds(item)))
+                _write_all(video, fitted, meter)
+            elif isinstance(item, av.Packet) and audio is not None:
+                audio.feed(item)
     _write_all(video, (fit(f) for f in retimer.finish(1 / src.fps)), meter)
     if audio is not None:
         audio.pad_to(video.count * video.step)
@@ -737,6 +814,6 @@ def _fit_to(size: tuple[int, int]) -> Callable[[av.VideoFrame], av.VideoFrame | 
     def fit(frame: av.VideoFrame) -> av.VideoFrame | Image.Image:
         if (frame.width, frame.height) == size:
             return frame
-        return ImageOps.pad(frame.to_image(), size, Image.Resampling.BICUBIC, color=(0, 0, 0))
+        return ImageOps.pad(_to_image(frame), size, Image.Resampling.BICUBIC, color=(0, 0, 0))
 
     return fit

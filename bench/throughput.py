@@ -1,0 +1,300 @@
+"""Throughput of the core run path: HTTP submit → JetStream → workers → events → Redis.
+
+Starts its own ``nats-server`` and Redis-compatible server on free ports, the API and
+``--workers`` render workers as real processes, uploads ``--runs`` distinct small
+inputs, submits one ``identity`` run over each from ``--clients`` concurrent HTTP
+clients, waits for every run to finish, and prints what it measured::
+
+    .venv/bin/python bench/throughput.py --runs 2000 --clients 32 --workers 2
+
+Everything it started is stopped at the end, or when ``--deadline`` runs out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from l1.stack import ServerProcess, free_port, nats_server, redis_server
+from l1.timestamps import micros
+
+T = TypeVar("T")
+
+
+@dataclass
+class Options:
+    """What to measure, from the command line."""
+
+    runs: int
+    clients: int
+    workers: int
+    concurrency: int
+    deadline: float
+    keep: bool
+
+
+@dataclass
+class Stack:
+    """The servers and L1 processes of one benchmark, under one temporary directory."""
+
+    root: Path
+    api_port: int = field(default_factory=free_port)
+    servers: list[ServerProcess] = field(default_factory=list)
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        """Where the API answers."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, *, workers: int, concurrency: int) -> None:
+        """Start NATS, Redis, the API and the workers."""
+        logs = self.root / "logs"
+        nats = nats_server(
+            port=free_port(), store_dir=self.root / "nats", log_path=logs / "nats.log"
+        )
+        redis = redis_server(
+            port=free_port(), data_dir=self.root / "redis", log_path=logs / "redis.log"
+        )
+        for server in (nats, redis):
+            server.start()
+            self.servers.append(server)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("L1_")},
+            "L1_NATS_URL": f"nats://127.0.0.1:{nats.port}",
+            "L1_REDIS_URL": f"redis://127.0.0.1:{redis.port}/5",
+            "L1_DATA_DIR": str(self.root / "data"),
+            "L1_HOST": "127.0.0.1",
+            "L1_PORT": str(self.api_port),
+        }
+        self._spawn("api", ["api"])
+        for index in range(workers):
+            self._spawn(f"worker-{index}", ["worker", "--concurrency", str(concurrency)])
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log_path = self.root / "logs" / f"{name}.log"
+        with log_path.open("ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "l1", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.children.append(child)
+
+    def check_alive(self) -> None:
+        """Fail if an L1 process has exited."""
+        for child in self.children:
+            if child.poll() is not None:
+                raise RuntimeError(
+                    f"{' '.join(map(str, child.args))} exited ({child.returncode}); "
+                    f"see {self.root / 'logs'}"
+                )
+
+    def stop(self) -> None:
+        """Stop the L1 processes (SIGTERM, then SIGKILL after a grace), then the servers."""
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for server in reversed(self.servers):
+            server.stop()
+
+
+async def wait_until_up(http: httpx.AsyncClient, stack: Stack, deadline: float) -> None:
+    """Wait for ``GET /`` to answer 200."""
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        with contextlib.suppress(httpx.TransportError):
+            if (await http.get("/")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the API did not come up")
+
+
+async def fan_out(
+    items: Sequence[T], clients: int, call: Callable[[T], Awaitable[Any]]
+) -> list[Any]:
+    """``call`` over ``items`` from ``clients`` concurrent workers, results in order."""
+    results: list[Any] = [None] * len(items)
+    indexes: Iterator[int] = iter(range(len(items)))
+
+    async def client() -> None:
+        for index in indexes:
+            results[index] = await call(items[index])
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return results
+
+
+async def upload_inputs(http: httpx.AsyncClient, runs: int, clients: int) -> list[str]:
+    """Upload ``runs`` distinct small inputs; their content hashes."""
+    token = os.urandom(8).hex()
+
+    async def one(index: int) -> str:
+        response = await http.post("/cache", content=f"bench {token} {index}".encode())
+        response.raise_for_status()
+        return str(response.json()["content_hash"])
+
+    return await fan_out(list(range(runs)), clients, one)
+
+
+async def submit_runs(http: httpx.AsyncClient, hashes: list[str], clients: int) -> list[str]:
+    """Submit one ``identity`` run per input; their run ids."""
+
+    async def one(content_hash: str) -> str:
+        response = await http.post("/runs", json={"recipe": "identity", "inputs": [content_hash]})
+        if response.status_code not in (200, 202):
+            raise RuntimeError(f"submit: {response.status_code} {response.text}")
+        return str(response.json()["run_id"])
+
+    return await fan_out(hashes, clients, one)
+
+
+async def runs_in(http: httpx.AsyncClient, status: str) -> list[dict[str, Any]]:
+    """Every run in ``status``, following the pages."""
+    runs: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"status": status, "limit": 1000}
+    while True:
+        response = await http.get("/runs", params=params)
+        response.raise_for_status()
+        page = response.json()
+        runs.extend(page["items"])
+        if not page["next_cursor"]:
+            return runs
+        params["cursor"] = page["next_cursor"]
+
+
+async def wait_for_runs(
+    http: httpx.AsyncClient, stack: Stack, run_ids: set[str], deadline: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The completed and failed runs among ``run_ids`` once all have finished."""
+    while True:
+        stack.check_alive()
+        completed = [r for r in await runs_in(http, "completed") if r["run_id"] in run_ids]
+        failed = [r for r in await runs_in(http, "failed") if r["run_id"] in run_ids]
+        if len(completed) + len(failed) >= len(run_ids):
+            return completed, failed
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"only {len(completed)} completed and {len(failed)} failed "
+                f"of {len(run_ids)} runs before the deadline"
+            )
+        await asyncio.sleep(0.5)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` percentile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def report(
+    options: Options,
+    completed: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    upload_seconds: float,
+    submit_seconds: float,
+) -> None:
+    """Print the figures."""
+    created = [micros(run["created_at"]) for run in completed]
+    finished = [micros(run["completed_at"]) for run in completed]
+    latencies = [(end - start) / 1e6 for start, end in zip(created, finished, strict=True)]
+    span = (max(finished) - min(created)) / 1e6 if completed else float("nan")
+    print(
+        f"runs {options.runs}  clients {options.clients}  workers {options.workers} "
+        f"x concurrency {options.concurrency}"
+    )
+    print(f"  uploads         {options.runs / upload_seconds:10.1f} /s")
+    print(f"  submits         {options.runs / submit_seconds:10.1f} /s")
+    print(f"  completed       {len(completed):10d}   failed {len(failed)}")
+    if completed:
+        print(f"  throughput      {len(completed) / span:10.1f} runs/s over {span:.2f}s")
+        print(f"  latency p50     {percentile(latencies, 0.50) * 1000:10.1f} ms")
+        print(f"  latency p99     {percentile(latencies, 0.99) * 1000:10.1f} ms")
+        print(f"  latency max     {max(latencies) * 1000:10.1f} ms")
+        print(f"  latency mean    {statistics.fmean(latencies) * 1000:10.1f} ms")
+
+
+async def measure(options: Options, stack: Stack, deadline: float) -> None:
+    """Upload, submit, wait and report."""
+    limits = httpx.Limits(max_connections=options.clients, max_keepalive_connections=options.clients)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60, limits=limits) as http:
+        await wait_until_up(http, stack, deadline)
+        started = time.monotonic()
+        hashes = await upload_inputs(http, options.runs, options.clients)
+        upload_seconds = time.monotonic() - started
+        started = time.monotonic()
+        run_ids = await submit_runs(http, hashes, options.clients)
+        submit_seconds = time.monotonic() - started
+        completed, failed = await wait_for_runs(http, stack, set(run_ids), deadline)
+    report(options, completed, failed, upload_seconds, submit_seconds)
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    """Options from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=2000, help="runs to submit (default 2000)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=4, help="render slots per worker")
+    parser.add_argument("--deadline", type=float, default=600, help="seconds before giving up")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.clients < 1 or args.workers < 1 or args.concurrency < 1:
+        parser.error("--runs, --clients, --workers and --concurrency must be at least 1")
+    return Options(
+        runs=args.runs,
+        clients=args.clients,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        deadline=args.deadline,
+        keep=args.keep,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every run completed in time."""
+    options = parse(argv)
+    stack = Stack(Path(tempfile.mkdtemp(prefix="l1-bench-")))
+    (stack.root / "logs").mkdir()
+    deadline = time.monotonic() + options.deadline
+    try:
+        stack.start(workers=options.workers, concurrency=options.concurrency)
+        asyncio.run(asyncio.wait_for(measure(options, stack, deadline), options.deadline))
+    except (TimeoutError, RuntimeError, httpx.HTTPError) as error:
+        print(f"benchmark failed: {error}; logs in {stack.root / 'logs'}", file=sys.stderr)
+        options.keep = True
+        return 1
+    finally:
+        stack.stop()
+        if not options.keep:
+            shutil.rmtree(stack.root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

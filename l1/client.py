@@ -40,7 +40,7 @@ class L1Client:
     def submit(
         self,
         recipe: str,
-        inputs: list[str],
+        inputs: list[str] | dict[str, str],
         *,
         output_name: str | None = None,
         params: Mapping[str, Any] | None = None,
@@ -57,6 +57,20 @@ class L1Client:
         """``GET /runs/{run_id}``, waiting up to ``wait`` seconds for it to finish."""
         params = {"wait": wait} if wait else None
         return self._call("GET", f"/runs/{run_id}", params=params, timeout=wait + 30)
+
+    def register_recipe(self, document: bytes) -> dict[str, Any]:
+        """``POST /recipes`` with a YAML or JSON recipe."""
+        return self._call(
+            "POST", "/recipes", content=document, headers={"Content-Type": "application/yaml"}
+        )
+
+    def recipes(self) -> Iterator[dict[str, Any]]:
+        """Every registered recipe, most recent first."""
+        return self._pages("/recipes", {"limit": 100})
+
+    def effects(self) -> list[dict[str, Any]]:
+        """``GET /effects``."""
+        return self._call("GET", "/effects")
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """``POST /runs/{run_id}/cancel``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +19,44 @@ TERMINAL = {"completed", "failed", "cancelled"}
 
 
 @click.command()
-@click.argument("effect")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("recipe")
+@click.argument("inputs", nargs=-1)
+@click.option(
+    "-i", "--input", "named", multiple=True, metavar="NAME=INPUT", help="Bind a recipe input."
+)
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="An effect parameter."
+)
 @click.option("--sync", is_flag=True, help="Wait for the render, showing progress.")
 @click.option("--output-name", default=None, help="Name recorded for the output.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds --sync waits.")
 @pass_client
 def render(
     client: L1Client,
-    effect: str,
+    recipe: str,
     inputs: tuple[str, ...],
+    named: tuple[str, ...],
+    params: tuple[str, ...],
     sync: bool,
     output_name: str | None,
     timeout: float,
 ) -> None:
-    """Render EFFECT over INPUTS: content hashes, asset names or local files."""
-    hashes = [_as_input(client, value) for value in inputs]
-    run = client.submit(effect, hashes, output_name=output_name)
+    """Render RECIPE (an effect, a registered recipe or a recipe file) over INPUTS.
+
+    Inputs are content hashes, asset names or local files (uploaded first), given in
+    order or as -i NAME=INPUT. Params: -p radius=3, or -p node.param=value for a recipe.
+    """
+    if Path(recipe).is_file():
+        recipe = client.register_recipe(Path(recipe).read_bytes())["name"]
+    bound: list[str] | dict[str, str] = [_as_input(client, value) for value in inputs]
+    if named:
+        if bound:
+            raise click.UsageError("give inputs in order or as -i NAME=INPUT, not both")
+        bound = {k: _as_input(client, v) for k, v in (_pair(item, "-i") for item in named)}
+    if not bound:
+        raise click.UsageError("no inputs: give INPUTS or -i NAME=INPUT")
+    values = {k: _value(v) for k, v in (_pair(item, "-p") for item in params)}
+    run = client.submit(recipe, bound, output_name=output_name, params=values)
     if not sync:
         console.print(run["run_id"])
         return
@@ -44,6 +66,21 @@ def render(
     output = run["output_hash"]
     console.print(output)
     console.print(f"[dim]fetch: {client.base_url}/cache/{output}  or  l1 fetch {output} -o FILE[/]")
+
+
+def _pair(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise click.UsageError(f"{flag} takes KEY=VALUE, not {item!r}")
+    return key, value
+
+
+def _value(text: str) -> Any:
+    # Numbers and booleans as JSON; anything else is a string.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _as_input(client: L1Client, value: str) -> str:
@@ -146,4 +183,16 @@ def dead(client: L1Client, limit: int) -> None:
     console.print(table)
 
 
-COMMANDS = [render, list_runs, show_run, discard, cancel, publish, retry, dead]
+@click.command()
+@pass_client
+def recipes(client: L1Client) -> None:
+    """List registered recipes and the effects that can be used as recipes."""
+    table = Table("name", "kind", "version", "description")
+    for effect in client.effects():
+        table.add_row(effect["name"], "effect", effect["version"], effect["description"])
+    for stored in client.recipes():
+        table.add_row(stored["name"], "recipe", stored["version"], stored["description"])
+    console.print(table)
+
+
+COMMANDS = [render, list_runs, show_run, discard, cancel, publish, retry, dead, recipes]

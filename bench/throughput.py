@@ -35,6 +35,9 @@ from l1.timestamps import micros
 
 T = TypeVar("T")
 
+# Times a request refused with 503 is sent again before the benchmark gives up.
+RETRIES = 20
+
 
 @dataclass
 class Options:
@@ -149,23 +152,49 @@ async def fan_out(
     return results
 
 
-async def upload_inputs(http: httpx.AsyncClient, runs: int, clients: int) -> list[str]:
+@dataclass
+class Refusals:
+    """How many requests the server answered 503 and were sent again."""
+
+    count: int = 0
+
+
+async def post(
+    http: httpx.AsyncClient, path: str, refusals: Refusals, **kwargs: Any
+) -> httpx.Response:
+    """POST, sending again after a short pause while the server answers 503."""
+    for attempt in range(RETRIES):
+        response = await http.post(path, **kwargs)
+        if response.status_code != 503:
+            return response
+        refusals.count += 1
+        await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+    return response
+
+
+async def upload_inputs(
+    http: httpx.AsyncClient, runs: int, clients: int, refusals: Refusals
+) -> list[str]:
     """Upload ``runs`` distinct small inputs; their content hashes."""
     token = os.urandom(8).hex()
 
     async def one(index: int) -> str:
-        response = await http.post("/cache", content=f"bench {token} {index}".encode())
+        body = f"bench {token} {index}".encode()
+        response = await post(http, "/cache", refusals, content=body)
         response.raise_for_status()
         return str(response.json()["content_hash"])
 
     return await fan_out(list(range(runs)), clients, one)
 
 
-async def submit_runs(http: httpx.AsyncClient, hashes: list[str], clients: int) -> list[str]:
+async def submit_runs(
+    http: httpx.AsyncClient, hashes: list[str], clients: int, refusals: Refusals
+) -> list[str]:
     """Submit one ``identity`` run per input; their run ids."""
 
     async def one(content_hash: str) -> str:
-        response = await http.post("/runs", json={"recipe": "identity", "inputs": [content_hash]})
+        body = {"recipe": "identity", "inputs": [content_hash]}
+        response = await post(http, "/runs", refusals, json=body)
         if response.status_code not in (200, 202):
             raise RuntimeError(f"submit: {response.status_code} {response.text}")
         return str(response.json()["run_id"])
@@ -241,17 +270,21 @@ def report(
 
 async def measure(options: Options, stack: Stack, deadline: float) -> None:
     """Upload, submit, wait and report."""
-    limits = httpx.Limits(max_connections=options.clients, max_keepalive_connections=options.clients)
+    limits = httpx.Limits(
+        max_connections=options.clients, max_keepalive_connections=options.clients
+    )
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60, limits=limits) as http:
         await wait_until_up(http, stack, deadline)
+        refusals = Refusals()
         started = time.monotonic()
-        hashes = await upload_inputs(http, options.runs, options.clients)
+        hashes = await upload_inputs(http, options.runs, options.clients, refusals)
         upload_seconds = time.monotonic() - started
         started = time.monotonic()
-        run_ids = await submit_runs(http, hashes, options.clients)
+        run_ids = await submit_runs(http, hashes, options.clients, refusals)
         submit_seconds = time.monotonic() - started
         completed, failed = await wait_for_runs(http, stack, set(run_ids), deadline)
     report(options, completed, failed, upload_seconds, submit_seconds)
+    print(f"  503 answers     {refusals.count:10d}   (each sent again)")
 
 
 def parse(argv: list[str] | None = None) -> Options:

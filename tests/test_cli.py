@@ -33,6 +33,11 @@ def succeeded(result: Result) -> str:
     return result.output
 
 
+def first_line(output: str) -> str:
+    """The first line of ``output`` that is not blank (a progress display may leave one)."""
+    return next(line.strip() for line in output.splitlines() if line.strip())
+
+
 def failed_cleanly(result: Result) -> str:
     """The one ``Error:`` line of a command that must have failed without a traceback."""
     assert result.exit_code != 0, result.output
@@ -46,7 +51,7 @@ def failed_cleanly(result: Result) -> str:
 async def test_render_asset_sync_prints_the_output_hash(l1: Harness) -> None:
     dog = (await asset_hashes(l1.http))["dog"]
     output = succeeded(await l1_cli(l1.base_url, "render", "dog", "cat", "--sync"))
-    assert output.splitlines()[0].strip() == dog
+    assert first_line(output) == dog
 
 
 async def test_render_without_sync_prints_the_run_id(l1: Harness) -> None:
@@ -63,7 +68,7 @@ async def test_import_and_render_a_local_file(l1: Harness, tmp_path: Path) -> No
 
     assert succeeded(await l1_cli(l1.base_url, "import", str(source))).strip() == expected
     rendered = succeeded(await l1_cli(l1.base_url, "render", "identity", str(source), "--sync"))
-    assert rendered.splitlines()[0].strip() == expected
+    assert first_line(rendered) == expected
 
 
 async def test_runs_run_cache_and_fetch(l1: Harness, tmp_path: Path) -> None:

@@ -12,7 +12,11 @@ from l1.identifiers import sha3_hex
 
 __all__ = ["Asset", "asset_path", "known_assets"]
 
-_FILES = {"cat": "cat.png", "dog": "dog.png"}
+_FILES = {
+    "cat": ("cat.png", "image/png"),
+    "dog": ("dog.png", "image/png"),
+    "clip": ("clip.mp4", "video/mp4"),
+}
 
 
 class Asset(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,7 +29,7 @@ class Asset(msgspec.Struct, frozen=True, kw_only=True):
 
 def asset_path(name: str) -> Path:
     """The shipped file of the asset ``name``."""
-    return Path(str(resources.files(__name__).joinpath(_FILES[name])))
+    return Path(str(resources.files(__name__).joinpath(_FILES[name][0])))
 
 
 @cache
@@ -35,7 +39,7 @@ def known_assets() -> dict[str, Asset]:
         name: Asset(
             name=name,
             content_hash=sha3_hex(asset_path(name).read_bytes()),
-            content_type="image/png",
+            content_type=content_type,
         )
-        for name in _FILES
+        for name, (_, content_type) in _FILES.items()
     }

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from l1.errors import L1Error
 from l1.workers.effects.basic import basic_effects
+from l1.workers.effects.library import media_effects
 from l1.workers.effects.registry import Effect, EffectInfo, EffectRegistry
 
 __all__ = ["Effect", "EffectInfo", "EffectRegistry", "default_effects"]
@@ -18,7 +19,7 @@ def default_effects(extra_modules: Sequence[str] = ()) -> EffectRegistry:
     Each extra module is named ``package.module:function`` (``L1_EFFECT_MODULES``);
     the function returns a list of :class:`Effect`. API and workers must load the same.
     """
-    return EffectRegistry([*basic_effects(), *_load(extra_modules)])
+    return EffectRegistry([*basic_effects(), *media_effects(), *_load(extra_modules)])
 
 
 def _load(specs: Sequence[str]) -> list[Effect]:

@@ -78,7 +78,7 @@ async def test_a_shared_step_is_rendered_once_for_two_runs(l1: Harness, servers:
     await register(l1, GREY_THUMB)
     first = await run_of(l1, {"recipe": "sepia-thumb", "inputs": ["cat"]})
     second = await run_of(l1, {"recipe": "grey-thumb", "inputs": ["cat"]})
-    shared = [s for s in second["steps"] if s["node_id"] == "small"][0]
+    shared = next(s for s in second["steps"] if s["node_id"] == "small")
     assert shared["status"] == "cached"
     assert shared["output_hash"] == first["steps"][0]["output_hash"]
     assert shared["cache_id"] == first["steps"][0]["cache_id"]

@@ -21,8 +21,9 @@ test: $(BIN)/l1
 
 ## Run the benchmarks; they print figures.
 bench: $(BIN)/l1
-	$(BIN)/python bench/throughput.py
-	$(BIN)/python bench/render_effect.py
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.render_effect
+	$(BIN)/python -m bench.recipe_cache
 
 lint: $(BIN)/l1
 	$(BIN)/pip install --quiet ruff

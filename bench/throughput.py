@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start(workers=options.workers, concurrency=options.concurrency)
         asyncio.run(asyncio.wait_for(measure(options, stack, deadline), options.deadline))
     except (TimeoutError, RuntimeError, httpx.HTTPError) as error:
-        print(f"benchmark failed: {error}; logs in {stack.root / 'logs'}", file=sys.stderr)
+        print(f"benchmark failed: {error!r}; logs in {stack.root / 'logs'}", file=sys.stderr)
         options.keep = True
         return 1
     finally:

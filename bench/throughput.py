@@ -154,20 +154,28 @@ async def fan_out(
 
 @dataclass
 class Refusals:
-    """How many requests the server answered 503 and were sent again."""
+    """Requests sent again: answered 503, or cut off before an answer came."""
 
     count: int = 0
+    transport: int = 0
 
 
 async def post(
     http: httpx.AsyncClient, path: str, refusals: Refusals, **kwargs: Any
 ) -> httpx.Response:
-    """POST, sending again after a short pause while the server answers 503."""
+    """POST, sending again after a short pause while the server answers 503 or the
+    connection fails (uploads and submissions are idempotent, so a repeat is safe)."""
     for attempt in range(RETRIES):
-        response = await http.post(path, **kwargs)
-        if response.status_code != 503:
-            return response
-        refusals.count += 1
+        try:
+            response = await http.post(path, **kwargs)
+        except httpx.TransportError:
+            if attempt == RETRIES - 1:
+                raise
+            refusals.transport += 1
+        else:
+            if response.status_code != 503:
+                return response
+            refusals.count += 1
         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
     return response
 
@@ -285,6 +293,7 @@ async def measure(options: Options, stack: Stack, deadline: float) -> None:
         completed, failed = await wait_for_runs(http, stack, set(run_ids), deadline)
     report(options, completed, failed, upload_seconds, submit_seconds)
     print(f"  503 answers     {refusals.count:10d}   (each sent again)")
+    print(f"  cut off         {refusals.transport:10d}   (each sent again)")
 
 
 def parse(argv: list[str] | None = None) -> Options:

@@ -46,9 +46,8 @@ async def test_pending_runs_complete_after_everything_restarts(l1: Harness) -> N
     for run_id, run in finished.items():
         assert run["created_at"] == before[run_id]["created_at"]
         assert run["inputs"] == before[run_id]["inputs"]
-    assert finished[accepted[1]["run_id"]]["output_hash"] == accepted[1]["inputs"][0][
-        "content_hash"
-    ]
+    identity = accepted[1]
+    assert finished[identity["run_id"]]["output_hash"] == identity["inputs"][0]["content_hash"]
 
     await l1.api.stop()
     await l1.start_api()

@@ -77,9 +77,7 @@ async def test_repeat_submission_is_the_same_run(l1: Harness) -> None:
     assert again.json()["output_hash"] == finished["output_hash"]
 
 
-async def test_concurrent_identical_submissions_render_once(
-    l1: Harness, servers: Servers
-) -> None:
+async def test_concurrent_identical_submissions_render_once(l1: Harness, servers: Servers) -> None:
     content_hash = await upload(l1.http, b"twenty clients, one run")
     body = {"recipe": "identity", "inputs": [content_hash]}
     responses = await asyncio.gather(*(l1.http.post("/runs", json=body) for _ in range(20)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from l1.workers.effects.compose import compose_effects
 from l1.workers.effects.image import image_effects
 from l1.workers.effects.registry import Effect
 from l1.workers.effects.video import video_effects
@@ -10,5 +11,6 @@ __all__ = ["media_effects"]
 
 
 def media_effects() -> list[Effect]:
-    """The per-frame effects (image or video input) and the video-only ones."""
-    return [*image_effects(), *video_effects()]
+    """The per-frame effects (image or video input), the video-only ones, and the
+    two-input ``blend`` and ``mux``."""
+    return [*image_effects(), *video_effects(), *compose_effects()]

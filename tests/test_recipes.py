@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import nats
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 
 from tests.conftest import Servers
 from tests.harness import Harness
+from tests.media import stream_summary
 
 THUMB = b"""
 name: sepia-thumb
@@ -150,3 +152,39 @@ async def _step_renders(servers: Servers, node_id: str) -> int:
             return count
     finally:
         await nc.close()
+
+
+MIX = b"""
+name: clip-mix
+inputs: [{name: clip}, {name: picture}]
+nodes:
+  - {id: video, type: SOURCE, config: {input: clip}}
+  - {id: overlay, type: SOURCE, config: {input: picture}}
+  - {id: part, type: SEGMENT, config: {start: 0.5, duration: 1}, inputs: [video]}
+  - {id: small, type: RESIZE, config: {width: 160, height: 120, mode: stretch}, inputs: [part]}
+  - {id: mixed, type: BLEND, config: {mode: screen, opacity: 0.3}, inputs: [small, overlay]}
+  - {id: both, type: SEQUENCE, inputs: [mixed, small]}
+  - {id: out, type: MUX, inputs: [both, video]}
+output: out
+"""
+
+
+async def test_every_node_type_in_one_video_recipe(l1: Harness, tmp_path: Path) -> None:
+    await register(l1, MIX)
+    run = await run_of(l1, {"recipe": "clip-mix", "inputs": {"clip": "clip", "picture": "cat"}})
+    assert [s["node_id"] for s in run["steps"]] == ["part", "small", "mixed", "both", "out"]
+    output = tmp_path / "out.mp4"
+    output.write_bytes((await l1.http.get(f"/cache/{run['output_hash']}")).content)
+    summary = stream_summary(output)
+    assert (summary["width"], summary["height"]) == (160, 120)
+    assert summary["seconds"] == pytest.approx(2.0, abs=0.1)
+    assert summary["audio_codec"] is not None
+    assert {e["name"] for e in run["provenance"]["effects"]} == {
+        "segment",
+        "resize",
+        "blend",
+        "concatenate",
+        "mux",
+    }
+    activity_items = (await l1.http.get(f"/cache/{run['steps'][0]['output_hash']}/meta")).json()
+    assert activity_items["deletable"] is True

@@ -12,7 +12,6 @@ sees a partial file, and the same bytes stored twice are one file.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
@@ -179,10 +178,6 @@ class ContentStore:
             content_type=detect_content_type(final),
             created=created,
         )
-
-    def copy_out(self, content_hash: str, destination: Path) -> None:
-        """Copy a stored object to ``destination``."""
-        shutil.copyfile(self.open_path(content_hash), destination)
 
 
 def _fsync_dir(directory: Path) -> None:

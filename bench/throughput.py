@@ -160,14 +160,14 @@ class Refusals:
     transport: int = 0
 
 
-async def post(
-    http: httpx.AsyncClient, path: str, refusals: Refusals, **kwargs: Any
+async def request(
+    http: httpx.AsyncClient, method: str, path: str, refusals: Refusals, **kwargs: Any
 ) -> httpx.Response:
-    """POST, sending again after a short pause while the server answers 503 or the
+    """Send a request again after a short pause while the server answers 503 or the
     connection fails (uploads and submissions are idempotent, so a repeat is safe)."""
     for attempt in range(RETRIES):
         try:
-            response = await http.post(path, **kwargs)
+            response = await http.request(method, path, **kwargs)
         except httpx.TransportError:
             if attempt == RETRIES - 1:
                 raise
@@ -188,7 +188,7 @@ async def upload_inputs(
 
     async def one(index: int) -> str:
         body = f"bench {token} {index}".encode()
-        response = await post(http, "/cache", refusals, content=body)
+        response = await request(http, "POST", "/cache", refusals, content=body)
         response.raise_for_status()
         return str(response.json()["content_hash"])
 
@@ -202,7 +202,7 @@ async def submit_runs(
 
     async def one(content_hash: str) -> str:
         body = {"recipe": "identity", "inputs": [content_hash]}
-        response = await post(http, "/runs", refusals, json=body)
+        response = await request(http, "POST", "/runs", refusals, json=body)
         if response.status_code not in (200, 202):
             raise RuntimeError(f"submit: {response.status_code} {response.text}")
         return str(response.json()["run_id"])
@@ -210,12 +210,12 @@ async def submit_runs(
     return await fan_out(hashes, clients, one)
 
 
-async def runs_in(http: httpx.AsyncClient, status: str) -> list[dict[str, Any]]:
+async def runs_in(http: httpx.AsyncClient, status: str, refusals: Refusals) -> list[dict[str, Any]]:
     """Every run in ``status``, following the pages."""
     runs: list[dict[str, Any]] = []
     params: dict[str, Any] = {"status": status, "limit": 1000}
     while True:
-        response = await http.get("/runs", params=params)
+        response = await request(http, "GET", "/runs", refusals, params=params)
         response.raise_for_status()
         page = response.json()
         runs.extend(page["items"])
@@ -225,13 +225,15 @@ async def runs_in(http: httpx.AsyncClient, status: str) -> list[dict[str, Any]]:
 
 
 async def wait_for_runs(
-    http: httpx.AsyncClient, stack: Stack, run_ids: set[str], deadline: float
+    http: httpx.AsyncClient, stack: Stack, run_ids: set[str], deadline: float, refusals: Refusals
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The completed and failed runs among ``run_ids`` once all have finished."""
     while True:
         stack.check_alive()
-        completed = [r for r in await runs_in(http, "completed") if r["run_id"] in run_ids]
-        failed = [r for r in await runs_in(http, "failed") if r["run_id"] in run_ids]
+        completed = [
+            r for r in await runs_in(http, "completed", refusals) if r["run_id"] in run_ids
+        ]
+        failed = [r for r in await runs_in(http, "failed", refusals) if r["run_id"] in run_ids]
         if len(completed) + len(failed) >= len(run_ids):
             return completed, failed
         if time.monotonic() > deadline:
@@ -290,7 +292,7 @@ async def measure(options: Options, stack: Stack, deadline: float) -> None:
         started = time.monotonic()
         run_ids = await submit_runs(http, hashes, options.clients, refusals)
         submit_seconds = time.monotonic() - started
-        completed, failed = await wait_for_runs(http, stack, set(run_ids), deadline)
+        completed, failed = await wait_for_runs(http, stack, set(run_ids), deadline, refusals)
     report(options, completed, failed, upload_seconds, submit_seconds)
     print(f"  503 answers     {refusals.count:10d}   (each sent again)")
     print(f"  cut off         {refusals.transport:10d}   (each sent again)")

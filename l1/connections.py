@@ -6,7 +6,7 @@ import logging
 
 import nats
 from nats.aio.client import Client as NATS
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,12 +35,19 @@ async def connect_nats(url: str, *, name: str) -> NATS:
 
 
 def connect_redis(url: str) -> Redis:
-    """A Redis client that retries briefly on connection errors."""
-    return Redis.from_url(
+    """A Redis client that retries briefly on connection errors.
+
+    The pool blocks (up to 10 s) for a free connection under load instead of failing,
+    which would read as "Redis is down".
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=128,
+        timeout=10,
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=10,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    return Redis.from_pool(pool)

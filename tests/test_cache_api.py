@@ -16,11 +16,6 @@ from PIL import Image
 from l1.settings import Settings
 from tests.harness import Harness, upload, wait_for
 
-DOWNLOAD_ETAG_BUG = (
-    "l1/api/downloads.py passes etag= to Response and Stream, which Litestar 2 does not "
-    "accept: 304 and 206 answers fail with 500"
-)
-
 
 def sha3(data: bytes) -> str:
     """The content hash of ``data``."""
@@ -111,7 +106,6 @@ async def test_content_type_comes_from_the_bytes(l1: Harness) -> None:
     assert (await l1.http.get(f"/cache/{text}")).headers["content-type"] != "image/png"
 
 
-@pytest.mark.xfail(reason=DOWNLOAD_ETAG_BUG, strict=True)
 async def test_if_none_match_answers_304(l1: Harness) -> None:
     content_hash = await upload(l1.http, b"cached by the client")
     for tag in (f'"{content_hash}"', content_hash, f'"other", "{content_hash}"'):
@@ -122,7 +116,6 @@ async def test_if_none_match_answers_304(l1: Harness) -> None:
     assert other.status_code == 200
 
 
-@pytest.mark.xfail(reason=DOWNLOAD_ETAG_BUG, strict=True)
 async def test_range_requests_get_exact_bytes(l1: Harness) -> None:
     data = b"0123456789abcdef"
     content_hash = await upload(l1.http, data)
@@ -162,11 +155,6 @@ async def test_encoded_traversal_never_reaches_a_file(l1: Harness) -> None:
         assert b"root:" not in response.content
 
 
-@pytest.mark.xfail(
-    reason="the server decodes %2F before routing, so the segment never reaches the hash "
-    "check and the answer is a routing 404, not 400",
-    strict=True,
-)
 async def test_encoded_traversal_is_a_malformed_hash(l1: Harness) -> None:
     response = await l1.http.get("/cache/..%2Fetc%2Fpasswd")
     assert response.status_code == 400, response.text

@@ -15,14 +15,12 @@ from nats.js.api import PubAck
 
 from l1.events.publisher import Publisher
 from l1.events.schemas import Event, RunCompleted, RunStarted, RunSubmitted
+from l1.events.streams import EVENTS_STREAM, RUN_PROJECTOR
 from l1.identifiers import sha3_hex
 from l1.schemas import Provenance, Run
 from l1.timestamps import utc_now
 from tests.conftest import Servers
 from tests.harness import EventTap, Harness, submit, upload, wait_for
-
-RUN_PROJECTOR = "run-projector"
-EVENTS_STREAM = "L1_EVENTS"
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import Servers
 from tests.harness import EventTap, Harness, asset_hashes, submit, upload
@@ -168,12 +167,6 @@ async def test_list_runs_rejects_bad_parameters(l1: Harness) -> None:
         assert response.json()["detail"], query
 
 
-@pytest.mark.xfail(
-    reason="the API's Redis pool (redis-py default, 100 connections, non-blocking) raises "
-    "MaxConnectionsError past 100 commands in flight, which is answered 503 'Redis is "
-    "unreachable'",
-    strict=True,
-)
 async def test_burst_of_reads_is_served_not_refused(l1: Harness) -> None:
     unknown = "0" * 64
     limits = httpx.Limits(max_connections=250, max_keepalive_connections=250)

@@ -29,7 +29,7 @@ def file_response(
     """A response for ``path``; honours ``Range`` (one range) and ``If-None-Match``."""
     headers = {"X-Content-Type-Options": "nosniff", "Accept-Ranges": "bytes"}
     if if_none_match and etag in {tag.strip().strip('"') for tag in if_none_match.split(",")}:
-        return Response(b"", status_code=304, headers=headers, etag=ETag(value=etag))
+        return Response(b"", status_code=304, headers={**headers, "ETag": f'"{etag}"'})
     span = _parse_range(range_header, size)
     if span is None:
         return File(
@@ -49,9 +49,9 @@ def file_response(
         _read(path, start, end),
         status_code=206,
         media_type=content_type,
-        etag=ETag(value=etag),
         headers={
             **headers,
+            "ETag": f'"{etag}"',
             "Content-Range": f"bytes {start}-{end}/{size}",
             "Content-Length": str(end - start + 1),
         },

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import nats.errors
 from litestar import MediaType, Response
+from litestar.exceptions import NotFoundException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -65,9 +66,24 @@ def _nats_down(_: Request, error: Exception) -> Response[dict]:
 _DEPENDENCY_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 
+def _too_deep(_: Request, error: RecursionError) -> Response[dict]:
+    return _error(400, "the JSON body is nested too deeply")
+
+
+def _not_found(request: Request, error: NotFoundException) -> Response[dict]:
+    # An encoded '/' or a '..' segment never names a resource: it is a malformed path,
+    # refused as such rather than looked up.
+    raw = request.scope.get("raw_path") or b""
+    if b"%2f" in raw.lower() or ".." in request.scope["path"].split("/"):
+        return _error(400, "malformed path: encoded '/' and '..' segments are not accepted")
+    return _error(404, error.detail)
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     """Handlers for every error L1 raises on purpose."""
     return {
+        RecursionError: _too_deep,
+        NotFoundException: _not_found,
         errors.L1Error: _domain,
         RedisConnectionError: _redis_down,
         RedisTimeoutError: _redis_down,

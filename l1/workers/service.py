@@ -90,7 +90,7 @@ class WorkerService:
         try:
             while not stop.is_set():
                 free = self._concurrency - len(self._tasks)
-                if free == 0:
+                if free <= 0:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:

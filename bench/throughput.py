@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-from l1.stack import ServerProcess, free_port, nats_server, redis_server
+from l1.stack import free_port
 from l1.timestamps import micros
+from l1.up import Deployment
 
 T = TypeVar("T")
 
@@ -51,90 +49,10 @@ class Options:
     keep: bool
 
 
-@dataclass
-class Stack:
-    """The servers and L1 processes of one benchmark, under one temporary directory."""
-
-    root: Path
-    api_port: int = field(default_factory=free_port)
-    servers: list[ServerProcess] = field(default_factory=list)
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base_url(self) -> str:
-        """Where the API answers."""
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def start(self, *, workers: int, concurrency: int) -> None:
-        """Start NATS, Redis, the API and the workers."""
-        logs = self.root / "logs"
-        nats = nats_server(
-            port=free_port(), store_dir=self.root / "nats", log_path=logs / "nats.log"
-        )
-        redis = redis_server(
-            port=free_port(), data_dir=self.root / "redis", log_path=logs / "redis.log"
-        )
-        for server in (nats, redis):
-            server.start()
-            self.servers.append(server)
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("L1_")},
-            "L1_NATS_URL": f"nats://127.0.0.1:{nats.port}",
-            "L1_REDIS_URL": f"redis://127.0.0.1:{redis.port}/5",
-            "L1_DATA_DIR": str(self.root / "data"),
-            "L1_HOST": "127.0.0.1",
-            "L1_PORT": str(self.api_port),
-        }
-        self._spawn("api", ["api"])
-        for index in range(workers):
-            self._spawn(f"worker-{index}", ["worker", "--concurrency", str(concurrency)])
-
-    def _spawn(self, name: str, args: list[str]) -> None:
-        log_path = self.root / "logs" / f"{name}.log"
-        with log_path.open("ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "l1", *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.children.append(child)
-
-    def check_alive(self) -> None:
-        """Fail if an L1 process has exited."""
-        for child in self.children:
-            if child.poll() is not None:
-                raise RuntimeError(
-                    f"{' '.join(map(str, child.args))} exited ({child.returncode}); "
-                    f"see {self.root / 'logs'}"
-                )
-
-    def stop(self) -> None:
-        """Stop the L1 processes (SIGTERM, then SIGKILL after a grace), then the servers."""
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in self.children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        for server in reversed(self.servers):
-            server.stop()
-
-
-async def wait_until_up(http: httpx.AsyncClient, stack: Stack, deadline: float) -> None:
-    """Wait for ``GET /`` to answer 200."""
-    while time.monotonic() < deadline:
-        stack.check_alive()
-        with contextlib.suppress(httpx.TransportError):
-            if (await http.get("/")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("the API did not come up")
+def check_alive(deployment: Deployment) -> None:
+    """Fail if an L1 process has exited."""
+    if (name := deployment.dead()) is not None:
+        raise RuntimeError(f"the {name} exited; see {deployment.logs}")
 
 
 async def fan_out(
@@ -225,11 +143,15 @@ async def runs_in(http: httpx.AsyncClient, status: str, refusals: Refusals) -> l
 
 
 async def wait_for_runs(
-    http: httpx.AsyncClient, stack: Stack, run_ids: set[str], deadline: float, refusals: Refusals
+    http: httpx.AsyncClient,
+    deployment: Deployment,
+    run_ids: set[str],
+    deadline: float,
+    refusals: Refusals,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The completed and failed runs among ``run_ids`` once all have finished."""
     while True:
-        stack.check_alive()
+        check_alive(deployment)
         completed = [
             r for r in await runs_in(http, "completed", refusals) if r["run_id"] in run_ids
         ]
@@ -278,13 +200,13 @@ def report(
         print(f"  latency mean    {statistics.fmean(latencies) * 1000:10.1f} ms")
 
 
-async def measure(options: Options, stack: Stack, deadline: float) -> None:
+async def measure(options: Options, deployment: Deployment, deadline: float) -> None:
     """Upload, submit, wait and report."""
     limits = httpx.Limits(
         max_connections=options.clients, max_keepalive_connections=options.clients
     )
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60, limits=limits) as http:
-        await wait_until_up(http, stack, deadline)
+    base_url = deployment.settings.public_url
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
         refusals = Refusals()
         started = time.monotonic()
         hashes = await upload_inputs(http, options.runs, options.clients, refusals)
@@ -292,7 +214,7 @@ async def measure(options: Options, stack: Stack, deadline: float) -> None:
         started = time.monotonic()
         run_ids = await submit_runs(http, hashes, options.clients, refusals)
         submit_seconds = time.monotonic() - started
-        completed, failed = await wait_for_runs(http, stack, set(run_ids), deadline, refusals)
+        completed, failed = await wait_for_runs(http, deployment, set(run_ids), deadline, refusals)
     report(options, completed, failed, upload_seconds, submit_seconds)
     print(f"  503 answers     {refusals.count:10d}   (each sent again)")
     print(f"  cut off         {refusals.transport:10d}   (each sent again)")
@@ -323,20 +245,28 @@ def parse(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every run completed in time."""
     options = parse(argv)
-    stack = Stack(Path(tempfile.mkdtemp(prefix="l1-bench-")))
-    (stack.root / "logs").mkdir()
+    root = Path(tempfile.mkdtemp(prefix="l1-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L1_")}
+    env.update({"L1_DATA_DIR": str(root / "data"), "L1_PORT": str(free_port())})
+    deployment = Deployment(
+        env,
+        nats_port=free_port(),
+        redis_port=free_port(),
+        workers=options.workers,
+        concurrency=options.concurrency,
+    )
     deadline = time.monotonic() + options.deadline
     try:
-        stack.start(workers=options.workers, concurrency=options.concurrency)
-        asyncio.run(asyncio.wait_for(measure(options, stack, deadline), options.deadline))
+        deployment.start()
+        asyncio.run(asyncio.wait_for(measure(options, deployment, deadline), options.deadline))
     except (TimeoutError, RuntimeError, httpx.HTTPError) as error:
-        print(f"benchmark failed: {error!r}; logs in {stack.root / 'logs'}", file=sys.stderr)
+        print(f"benchmark failed: {error!r}; logs in {deployment.logs}", file=sys.stderr)
         options.keep = True
         return 1
     finally:
-        stack.stop()
+        deployment.stop()
         if not options.keep:
-            shutil.rmtree(stack.root, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

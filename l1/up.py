@@ -33,6 +33,7 @@ class Deployment:
     env: dict[str, str]
     nats_port: int = 4223
     redis_port: int = 6380
+    workers: int = 1
     concurrency: int = 4
     servers: list[ServerProcess] = field(default_factory=list)
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -51,18 +52,26 @@ class Deployment:
         """Start everything; returns the settings the services were started with."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._start_servers()
-        self._spawn("api", ["api"])
-        self._spawn("worker", ["worker", "--concurrency", str(self.concurrency)])
+        # Separate processes, so that the API, the subscribers and the renders share
+        # the machine's cores instead of one event loop.
+        self._spawn("api", ["api", "--no-subscribers"])
+        self._spawn("events", ["events"])
+        for index in range(self.workers):
+            name = "worker" if self.workers == 1 else f"worker-{index + 1}"
+            self._spawn(name, ["worker", "--concurrency", str(self.concurrency)])
         self._wait_for_api()
         return self.settings
 
     def wait(self, stop: threading.Event) -> str | None:
         """Block until ``stop`` is set or a child exits; returns the name of one that died."""
         while not stop.wait(0.5):
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    return name
+            if (name := self.dead()) is not None:
+                return name
         return None
+
+    def dead(self) -> str | None:
+        """The name of a service that has exited, if any."""
+        return next((n for n, c in self.children.items() if c.poll() is not None), None)
 
     def stop(self) -> None:
         """Stop the services, then the servers, each with a grace period."""

@@ -32,7 +32,8 @@ def _overrides(**values: object) -> dict[str, str]:
 @click.option("--data-dir", default=None, help="Where everything is kept ($L1_DATA_DIR).")
 @click.option("--nats-port", default=4223, show_default=True, help="Embedded NATS port.")
 @click.option("--redis-port", default=6380, show_default=True, help="Embedded Redis port.")
-@click.option("--concurrency", default=4, show_default=True, help="The worker's render slots.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+@click.option("--concurrency", default=4, show_default=True, help="Render slots per worker.")
 @click.option("--demo", is_flag=True, help="Once up, render the dog effect over the cat.")
 def up(
     host: str | None,
@@ -40,17 +41,23 @@ def up(
     data_dir: str | None,
     nats_port: int,
     redis_port: int,
+    workers: int,
     concurrency: int,
     demo: bool,
 ) -> None:
     """Start the whole system on this machine; Ctrl-C stops it.
 
     Starts nats-server and a Redis-compatible server under the data directory (unless
-    L1_NATS_URL and L1_REDIS_URL name running ones), the API and one worker.
+    L1_NATS_URL and L1_REDIS_URL name running ones), the API, the event subscribers and
+    the workers, each a process of its own.
     """
     env = {**os.environ, **_overrides(host=host, port=port, data_dir=data_dir)}
     deployment = Deployment(
-        env, nats_port=nats_port, redis_port=redis_port, concurrency=concurrency
+        env,
+        nats_port=nats_port,
+        redis_port=redis_port,
+        workers=workers,
+        concurrency=concurrency,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,6 +117,7 @@ def api(host: str | None, port: int | None, subscribers: bool) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        access_log=False,  # a line per request costs more than the request itself
         timeout_graceful_shutdown=10,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -79,8 +80,8 @@ class RunService:
         run, requests = await self._dispatcher.prepare(run)
         stored, created = await self._runs.create(run)
         if created:
-            await self._announce(stored)
-            await self._dispatcher.send(requests)
+            # Independent publishes: the projector tolerates either order.
+            await asyncio.gather(self._announce(stored), self._dispatcher.send(requests))
         return stored, created
 
     async def get(self, run_id: str, *, wait: float = 0.0) -> Run:

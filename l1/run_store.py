@@ -15,6 +15,7 @@ from msgspec.structs import replace
 from redis.exceptions import WatchError
 
 from l1 import keys
+from l1.errors import Conflict
 from l1.pagination import newest_first
 from l1.schemas import Page, Run, RunStatus
 from l1.timestamps import micros, utc_now
@@ -25,6 +26,22 @@ if TYPE_CHECKING:
 
 __all__ = ["RunStore"]
 
+# KEYS: run, runs index, status index, n reference sets, n tombstones.
+# ARGV: run JSON, run id, score, n.  One step, so a deletion never slips in between.
+_CREATE = """
+local n = tonumber(ARGV[4])
+local existing = redis.call('GET', KEYS[1])
+if existing then return {'exists', existing} end
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[3 + n + i]) == 1 then return {'deleting', tostring(i)} end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 1, n do redis.call('SADD', KEYS[3 + i], ARGV[2]) end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return {'created'}
+"""
+
 _decoder = msgspec.json.Decoder(Run)
 _encoder = msgspec.json.Encoder()
 
@@ -34,16 +51,29 @@ class RunStore:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._create = redis.register_script(_CREATE)
 
-    async def create(self, run: Run) -> tuple[Run, bool]:
-        """Store ``run`` unless a run with its id exists; returns the stored run and
-        whether this call created it."""
-        created = await self._redis.set(keys.run(run.run_id), _encoder.encode(run), nx=True)
-        if not created:
-            existing = await self.get(run.run_id)
-            if existing is not None:
-                return existing, False
-        await self._index(run, previous=None)
+    async def create(self, run: Run, *, holding: list[str]) -> tuple[Run, bool]:
+        """Store ``run`` unless a run with its id exists, and let it hold the items
+        ``holding`` (its inputs) in the same step; returns the stored run and whether
+        this call created it. :class:`Conflict` if one of the items is being deleted."""
+        items = list(dict.fromkeys(holding))
+        reply = await self._create(
+            keys=[
+                keys.run(run.run_id),
+                keys.RUNS,
+                keys.runs_with_status(run.status),
+                *(keys.references(h) for h in items),
+                *(keys.tombstone(h) for h in items),
+            ],
+            args=[_encoder.encode(run), run.run_id, micros(run.created_at), len(items)],
+        )
+        outcome = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        if outcome == "exists":
+            return _decoder.decode(reply[1]), False
+        if outcome == "deleting":
+            item = items[int(reply[1]) - 1]
+            raise Conflict(f"input {item} is being deleted; upload it again to use it")
         return run, True
 
     async def get(self, run_id: str) -> Run | None:
@@ -100,11 +130,6 @@ class RunStore:
             pipe.zrem(keys.RUNS, run.run_id)
             for status in RunStatus:
                 pipe.zrem(keys.runs_with_status(status), run.run_id)
-            await pipe.execute()
-
-    async def _index(self, run: Run, previous: Run | None) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self._queue_index(pipe, run, previous)
             await pipe.execute()
 
     @staticmethod

@@ -27,7 +27,8 @@ def token_guard(tokens: Sequence[str]) -> Guard:
     """A guard that requires one of ``tokens`` on mutating requests (none: open)."""
     secrets = [token.encode() for token in tokens]
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    # Async, so that Litestar calls it in the event loop rather than a thread.
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         if not secrets or connection.scope.get("method") in _READS:
             return
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")

@@ -61,11 +61,8 @@ class RunService:
         The same recipe over the same inputs is the same run: a repeat returns the first.
         """
         plan = await self._planner.plan(submission)
-        run_id = run_id_for(plan.recipe, plan.run_hash, [i.content_hash for i in plan.inputs])
-        existing = await self._runs.get(run_id)
-        if existing is not None:
-            return existing, False
-        await self._hold_inputs(run_id, [i.content_hash for i in plan.inputs])
+        hashes = [i.content_hash for i in plan.inputs]
+        run_id = run_id_for(plan.recipe, plan.run_hash, hashes)
         run = Run(
             run_id=run_id,
             recipe=plan.recipe,
@@ -78,8 +75,9 @@ class RunService:
             steps=plan.steps,
         )
         run, requests = await self._dispatcher.prepare(run)
-        stored, created = await self._runs.create(run)
+        stored, created = await self._runs.create(run, holding=hashes)
         if created:
+            await self._check_inputs_remain(stored, hashes)
             # Independent publishes: the projector tolerates either order.
             await asyncio.gather(self._announce(stored), self._dispatcher.send(requests))
         return stored, created
@@ -170,15 +168,20 @@ class RunService:
         )
 
     async def _hold_inputs(self, run_id: str, hashes: list[str]) -> None:
-        # Hold first, then look: a deletion either saw the hold and refused, or
-        # finished before it, in which case the file is gone and we say so.
         deleting = await self._references.hold(run_id, hashes)
         if deleting is not None:
             raise Conflict(f"input {deleting} is being deleted; upload it again to use it")
         missing = [h for h in hashes if not self._store.exists(h)]
         if missing:
-            if await self._runs.get(run_id) is None:
-                await self._references.release(run_id, hashes)
+            raise Unprocessable(f"input {missing[0]} is no longer in the cache")
+
+    async def _check_inputs_remain(self, run: Run, hashes: list[str]) -> None:
+        # Held first, then looked at: a deletion either saw the hold and refused, or
+        # finished before it, in which case the file is gone and the run is withdrawn.
+        missing = [h for h in hashes if not self._store.exists(h)]
+        if missing:
+            await self._runs.delete(run)
+            await self._references.release(run.run_id, hashes)
             raise Unprocessable(
                 f"input {missing[0]} is not in the cache; import or upload it first"
             )

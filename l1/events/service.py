@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import nats.errors
+from redis.exceptions import RedisError
 
-from l1.cache.activities import ActivityLog
+from l1.cache.activities import ActivityLog, ItemBeingDeleted
 from l1.cache.index import CacheIndex
 from l1.cache.references import References
 from l1.dispatch import Dispatcher
@@ -143,8 +144,11 @@ class SubscriberService:
                 continue
             try:
                 await handler(event)
-            except Exception:
-                log.exception("projecting %s failed; it will be redelivered", msg.subject)
+            except Exception as error:
+                if isinstance(error, ItemBeingDeleted | RedisError):
+                    log.warning("projecting %s later: %r", msg.subject, error)
+                else:
+                    log.exception("projecting %s failed; it will be redelivered", msg.subject)
                 # Keep the run's order: hand back this event and every later one.
                 for later in messages[index:]:
                     await later.nak(delay=RETRY_DELAY)

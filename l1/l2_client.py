@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from l1.errors import DependencyDown, UpstreamError
+from l1.errors import Conflict, DependencyDown, UpstreamError
 
 __all__ = ["L2Client", "Published"]
 
@@ -91,7 +91,7 @@ class L2Client:
     async def publish_run(self, run_id: str, *, l1_server: str) -> dict[str, Any]:
         """Ask L2 to publish a run; L2 reads it back from ``l1_server`` before answering."""
         if self._http is None:
-            raise DependencyDown("no L2 is configured (L1_L2_URL); this server is stand-alone")
+            raise Conflict("no L2 is configured (L1_L2_URL): this server is stand-alone")
         try:
             response = await self._http.post(
                 f"{self.base_url}/registry/record-run",

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
+import yaml
 
 from l1.errors import InvalidInput, Unprocessable
 from l1.identifiers import sha3_hex
@@ -90,13 +91,26 @@ def recipe_hash(recipe: Recipe) -> str:
     return sha3_hex(msgspec.json.encode(recipe, order="sorted"))
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` can make a few hundred bytes expand to gigabytes
+    once the recipe is walked, hashed or stored."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem="a recipe may not use YAML aliases (*name)", problem_mark=event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_recipe(document: bytes, effects: EffectRegistry) -> Recipe:
     """Parse YAML (or JSON) and validate the graph; 422 names the node at fault."""
     try:
-        recipe = msgspec.yaml.decode(document, type=Recipe)
+        recipe = msgspec.convert(yaml.load(document, Loader=_NoAliases), Recipe)
     except msgspec.ValidationError as error:
         raise Unprocessable(f"invalid recipe: {error}") from None
-    except msgspec.DecodeError as error:
+    except yaml.YAMLError as error:
         raise InvalidInput(f"the recipe is not YAML or JSON: {error}") from None
     compile_steps(recipe, effects, {})  # validates every node
     return recipe

@@ -36,13 +36,16 @@ ContentHash = Annotated[
     ),
 ]
 RunId = Annotated[str, msgspec.Meta(pattern=HASH_PATTERN, description="The run's id")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# No control characters, none of the invisible or direction-changing ones that make a
+# name read as something else, and no final newline (which `$` alone would let through).
+SHOWN = r"^[^\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+$(?!\n)"
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SHOWN)]
 InputName = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=200,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+        pattern=SHOWN,
         description="A content hash or the name of a known asset",
     ),
 ]

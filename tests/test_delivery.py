@@ -155,11 +155,6 @@ async def test_late_events_of_an_older_generation_leave_a_retried_run_alone(
     assert await read(l1, run_id) == completed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker stops any render of a run on a `cancelled` event without comparing "
-    "generations, so a late cancel of generation 0 kills the render of generation 1",
-)
 async def test_late_cancel_of_an_older_generation_does_not_stop_the_retry(
     l1: Harness, nc: NATS, tmp_path: Path
 ) -> None:

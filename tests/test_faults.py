@@ -409,11 +409,6 @@ async def test_sigterm_during_a_render_finishes_it_within_the_grace_period(
     assert run["output_hash"] == sha3_hex(slow_output(data))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker told to stop waits for a render thread that outlives its grace period "
-    "(the render executor is shut down with wait=True and its threads are joined at exit)",
-)
 async def test_sigterm_during_a_long_render_exits_within_the_grace_period(
     deployment: Deployment, own: OwnServers, tmp_path: Path
 ) -> None:
@@ -439,11 +434,6 @@ async def test_sigterm_during_a_long_render_exits_within_the_grace_period(
 # --- reconciliation ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reconciler re-sends a lost request under its original Nats-Msg-Id, which "
-    "JetStream drops as a duplicate for the whole duplicate window (10 minutes)",
-)
 async def test_run_whose_request_was_lost_is_republished_and_completes(
     deployment: Deployment, own: OwnServers
 ) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import nats.errors
 from litestar import MediaType, Response
 from litestar.exceptions import NotFoundException
+from nats.js.errors import APIError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -63,6 +64,12 @@ def _nats_down(_: Request, error: Exception) -> Response[dict]:
     return _error(503, "NATS is unreachable; try again when it is back")
 
 
+def _jetstream_refused(_: Request, error: APIError) -> Response[dict]:
+    # JetStream answered, so NATS is up: say what it refused instead.
+    log.error("jetstream refused a request: %s", error)
+    return _error(502, f"JetStream refused the request: {error.description or error}")
+
+
 _DEPENDENCY_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 
@@ -88,6 +95,7 @@ def exception_handlers() -> ExceptionHandlersMap:
         RedisConnectionError: _redis_down,
         RedisTimeoutError: _redis_down,
         nats.errors.Error: _nats_down,
+        APIError: _jetstream_refused,
     }
 
 

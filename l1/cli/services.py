@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
@@ -134,6 +135,10 @@ def worker(concurrency: int) -> None:
         await run_worker(settings, concurrency=concurrency, stop=stop_on_signals())
 
     asyncio.run(main())
+    # A render thread cannot be interrupted, and the interpreter joins such threads at
+    # exit; their requests were handed back, so leave without them.
+    logging.shutdown()
+    os._exit(0)
 
 
 @click.command()

@@ -39,7 +39,8 @@ class DeadLetters:
             return []
         letters: list[DeadLetter] = []
         sequence = info.state.last_seq
-        while sequence >= info.state.first_seq and len(letters) < limit:
+        # An empty stream reports first_seq 0, and there is no message 0 to ask for.
+        while sequence >= max(info.state.first_seq, 1) and len(letters) < limit:
             try:
                 msg = await self._js.get_msg(DEAD_STREAM, sequence)
             except NotFoundError:  # deleted from the middle of the stream

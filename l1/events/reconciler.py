@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -93,7 +94,9 @@ class Reconciler:
         lost = [r for r in requests if not await self._queued(r)]
         if prepared.steps != run.steps:
             await self._runs.update(run.run_id, lambda r: merge_dispatched(r, prepared))
-        await self._dispatcher.send(lost)
+        # The first copy's id may still be in JetStream's duplicate window, which would
+        # drop this one without a word: a re-sent request gets an id of its own.
+        await self._dispatcher.send(lost, suffix=f".resend.{uuid.uuid4().hex}")
         return len(lost)
 
     async def _queued(self, request: RenderRequest) -> bool:

@@ -30,9 +30,9 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         js = nc.jetstream()
         await ensure_streams(js, settings)
         # Effects run off the event loop so that fetching and acking never stall.
-        executor = stack.enter_context(
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="render")
-        )
+        executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="render")
+        # A render still running after the grace period was handed back: don't wait for it.
+        stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         renderer = Renderer(
             store=ContentStore(settings.cache_dir),
             effects=default_effects(settings.effect_modules),

@@ -77,7 +77,7 @@ class WorkerService:
         self._concurrency = concurrency
         self._grace = grace
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rendering: dict[str, asyncio.Task[None]] = {}
+        self._rendering: dict[str, tuple[asyncio.Task[None], int]] = {}
         self._cancelled: set[str] = set()
         self.name = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
@@ -135,7 +135,9 @@ class WorkerService:
             reason = f"gave up after {attempt - 1} attempts that never finished"
             await self._fail(msg, request, reason, attempt)
             return
-        self._rendering[request.run_id] = asyncio.current_task()  # type: ignore[assignment]
+        task = asyncio.current_task()
+        assert task is not None
+        self._rendering[request.run_id] = (task, request.generation)
         try:
             await self._render(msg, request, attempt)
         finally:
@@ -268,10 +270,17 @@ class WorkerService:
                 )
 
     async def _on_cancel(self, msg: Msg) -> None:
-        run_id = msg.subject.split(".")[2]
-        task = self._rendering.get(run_id)
-        if task is not None:
-            self._cancelled.add(run_id)
+        rendering = self._rendering.get(msg.subject.split(".")[2])
+        if rendering is None:
+            return
+        task, generation = rendering
+        try:
+            event = RUN_DECODER.decode(msg.data)
+        except msgspec.ValidationError:
+            return
+        # A cancel of an earlier generation (late, or sent again) does not stop a retry.
+        if event.generation >= generation:
+            self._cancelled.add(event.run_id)
             task.cancel()
 
     async def _was_cancelled(self, request: RenderRequest) -> bool:

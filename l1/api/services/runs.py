@@ -11,7 +11,7 @@ from l1.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from l1.events import projections
 from l1.events.schemas import RunCancelled, RunSubmitted
 from l1.identifiers import is_content_hash, run_id_for
-from l1.schemas import InputRef, Page, Run, RunStatus, RunSubmission, RunView
+from l1.schemas import InputRef, Page, RenderRequest, Run, RunStatus, RunSubmission, RunView
 from l1.timestamps import utc_now
 
 if TYPE_CHECKING:
@@ -78,9 +78,21 @@ class RunService:
         stored, created = await self._runs.create(run, holding=hashes)
         if created:
             await self._check_inputs_remain(stored, hashes)
-            # Independent publishes: the projector tolerates either order.
-            await asyncio.gather(self._announce(stored), self._dispatcher.send(requests))
+            await self._dispatch_or_withdraw(stored, hashes, requests)
         return stored, created
+
+    async def _dispatch_or_withdraw(
+        self, run: Run, hashes: list[str], requests: list[RenderRequest]
+    ) -> None:
+        try:
+            # Independent publishes: the projector tolerates either order.
+            await asyncio.gather(self._announce(run), self._dispatcher.send(requests))
+        except Exception:
+            # Not sent: withdraw the run, so that the client's retry sends it afresh
+            # instead of finding a run nobody will render until reconciliation.
+            await self._runs.delete(run)
+            await self._references.release(run.run_id, hashes)
+            raise
 
     async def get(self, run_id: str, *, wait: float = 0.0) -> Run:
         """The run, waiting up to ``wait`` seconds for it to finish."""

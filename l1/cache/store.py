@@ -11,6 +11,7 @@ sees a partial file, and the same bytes stored twice are one file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterable, Iterator
@@ -115,9 +116,9 @@ class ContentStore:
     async def put_stream(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredItem:
         """Store a stream of chunks without holding it in memory; :class:`TooLarge` past
         ``max_bytes``, in which case nothing is kept."""
-        fd, name = tempfile.mkstemp(dir=self._tmp)
-        os.close(fd)
-        tmp_path = Path(name)
+        # File-system calls that may block (creating, fsyncing, renaming) run in a
+        # thread: the event loop serving other requests never waits on the disk.
+        tmp_path = await asyncio.to_thread(self._new_temporary)
         try:
             hasher, size = new_hasher(), 0
             async with async_open(tmp_path, "wb") as writer:
@@ -128,9 +129,14 @@ class ContentStore:
                     hasher.update(chunk)
                     await writer.write(chunk)
                 await writer.flush(sync_metadata=True)
-            return self._place(tmp_path, hasher.hexdigest(), size)
+            return await asyncio.to_thread(self._place, tmp_path, hasher.hexdigest(), size)
         finally:
-            tmp_path.unlink(missing_ok=True)
+            await asyncio.to_thread(tmp_path.unlink, missing_ok=True)
+
+    def _new_temporary(self) -> Path:
+        fd, name = tempfile.mkstemp(dir=self._tmp)
+        os.close(fd)
+        return Path(name)
 
     def delete(self, content_hash: str) -> bool:
         """Remove an object; True if it was there."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from l1.errors import InvalidInput
 
@@ -57,7 +57,7 @@ async def newest_first(
         rows = await redis.zrange(
             key, top, "-inf", desc=True, byscore=True, offset=offset, num=batch, withscores=True
         )
-        for raw, score in rows:
+        for raw, score in cast("list[tuple[bytes | str, float]]", rows):
             member = raw.decode() if isinstance(raw, bytes) else raw
             # Equal scores come in descending member order; skip those already served.
             if after and int(score) == after[0] and member >= after[1]:

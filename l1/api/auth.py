@@ -28,7 +28,7 @@ def token_guard(tokens: Sequence[str]) -> Guard:
     secrets = [token.encode() for token in tokens]
 
     # Async, so that Litestar calls it in the event loop rather than a thread.
-    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         if not secrets or connection.scope.get("method") in _READS:
             return
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")

@@ -30,7 +30,12 @@ def file_response(
     headers = {"X-Content-Type-Options": "nosniff", "Accept-Ranges": "bytes"}
     if if_none_match and etag in {tag.strip().strip('"') for tag in if_none_match.split(",")}:
         return Response(b"", status_code=304, headers={**headers, "ETag": f'"{etag}"'})
-    span = _parse_range(range_header, size)
+    try:
+        span = _parse_range(range_header, size)
+    except _Unsatisfiable:
+        return Response(
+            b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+        )
     if span is None:
         return File(
             path,
@@ -39,10 +44,6 @@ def file_response(
             etag=ETag(value=etag),
             content_disposition_type="inline",
             filename=etag,
-        )
-    if span == "unsatisfiable":
-        return Response(
-            b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
         )
     start, end = span
     return Stream(
@@ -58,8 +59,13 @@ def file_response(
     )
 
 
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """(first, last) byte, ``"unsatisfiable"``, or None to send the whole file."""
+class _Unsatisfiable(Exception):
+    """The range lies outside the file (416)."""
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte, or None to send the whole file; :class:`_Unsatisfiable`
+    when the range lies outside it."""
     if not header:
         return None
     match = _RANGE.fullmatch(header.strip())
@@ -71,12 +77,12 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     if not first:
         length = int(last)
         if length == 0:
-            return "unsatisfiable"
+            raise _Unsatisfiable
         return max(size - length, 0), size - 1
     start = int(first)
     end = min(int(last), size - 1) if last else size - 1
     if start >= size or end < start:
-        return "unsatisfiable"
+        raise _Unsatisfiable
     return start, end
 
 

@@ -76,7 +76,7 @@ class CacheIndex:
     async def step_output(self, cache_id: str) -> str | None:
         """The output a step with ``cache_id`` made before, if any."""
         raw = await self._redis.get(keys.step(cache_id))
-        return None if raw is None else raw.decode()
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def record_provenance(self, provenance: Provenance) -> None:
         """Keep the provenance of an output; the first record written stays."""

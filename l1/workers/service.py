@@ -290,7 +290,7 @@ class WorkerService:
             raw = await self._js.get_last_msg(EVENTS_STREAM, subject)
         except NotFoundError:
             return False
-        event = RUN_DECODER.decode(raw.data)
+        event = RUN_DECODER.decode(raw.data or b"{}")
         return isinstance(event, RunCancelled) and event.generation >= request.generation
 
 

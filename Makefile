@@ -25,10 +25,12 @@ bench: $(BIN)/l1
 	$(BIN)/python -m bench.render_effect
 	$(BIN)/python -m bench.recipe_cache
 
+## Style and types.
 lint: $(BIN)/l1
-	$(BIN)/pip install --quiet ruff
+	$(BIN)/pip install --quiet --editable '.[dev]'
 	$(BIN)/ruff check l1 tests bench
 	$(BIN)/ruff format --check l1 tests bench
+	$(BIN)/mypy l1 --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

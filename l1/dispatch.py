@@ -98,7 +98,4 @@ def _request(
         known_output=known_output,
         run_inputs=run.inputs,
         effects=list(effects.values()),
-        intermediates=[outputs[s.node_id] for s in steps[:-1] if s.node_id in outputs]
-        if final
-        else [],
     )

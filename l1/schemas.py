@@ -164,15 +164,14 @@ class RenderRequest(msgspec.Struct, kw_only=True):
     requested_by: str
     submitted_at: str
     generation: int = 0
-    node_id: str = "output"
-    effect: str = ""
-    effect_hash: str = ""
+    node_id: str
+    effect: str
+    effect_hash: str
     params: dict[str, Any] = {}
     final: bool = True
     known_output: str | None = None
     run_inputs: list[InputRef] = []
     effects: list[NamedHash] = []
-    intermediates: list[str] = []
 
 
 class Run(msgspec.Struct, kw_only=True, omit_defaults=False):

@@ -48,7 +48,7 @@ def slow(inputs: Sequence[Path], workdir: Path, params: NoParams, progress: Prog
     """Sleep ``SLOW_SECONDS`` in steps, reporting progress; output = input + marker."""
     steps = round(SLOW_SECONDS / SLOW_STEP)
     for step in range(1, steps + 1):
-        time.sleep(SLOW_STEP)
+        time.sleep(SLOW_STEP)  # the render's own work, not a wait on anything
         progress(100.0 * step / steps)
     output = workdir / "slow.out"
     output.write_bytes(slow_output(inputs[0].read_bytes()))

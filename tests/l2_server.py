@@ -58,7 +58,7 @@ class FakeL2:
 
     async def _misbehave(self) -> Response[Any] | None:
         if self.mode == "slow":
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # plays a slow L2; nothing waits on it
         if self.mode == "error":
             return Response({"detail": "boom"}, status_code=500)
         if self.mode == "nonsense":

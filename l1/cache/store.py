@@ -40,12 +40,37 @@ class StoredItem(msgspec.Struct, frozen=True, kw_only=True):
     created: bool = False
 
 
+HEAD = 8192  # enough of a file's start to recognise its format
+
+
 def detect_content_type(path: Path) -> str:
     """The media type of a file, read from its first bytes (never from its name)."""
     with path.open("rb") as file:
-        head = file.read(8192)
+        return _media_type(file.read(HEAD))
+
+
+def _media_type(head: bytes) -> str:
     kind = filetype.guess(head)
     return kind.mime if kind else "application/octet-stream"
+
+
+class _Digest:
+    """Hash, size and first bytes of what is being written, gathered as it streams."""
+
+    def __init__(self) -> None:
+        self._hasher = new_hasher()
+        self.size = 0
+        self.head = b""
+
+    def update(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self.size += len(chunk)
+        if len(self.head) < HEAD:
+            self.head += chunk[: HEAD - len(self.head)]
+
+    @property
+    def content_hash(self) -> str:
+        return self._hasher.hexdigest()
 
 
 class ContentStore:
@@ -98,20 +123,19 @@ class ContentStore:
         if known is not None:
             return self.describe(known)
         with source.open("rb") as reader, self._temporary() as (tmp_path, writer):
-            hasher, size = new_hasher(), 0
+            digest = _Digest()
             while chunk := reader.read(CHUNK):
-                hasher.update(chunk)
+                digest.update(chunk)
                 writer.write(chunk)
-                size += len(chunk)
-            return self._commit(tmp_path, writer, hasher.hexdigest(), size)
+            return self._commit(tmp_path, writer, digest)
 
     def put_bytes(self, data: bytes) -> StoredItem:
         """Store ``data``. Blocking: run in a thread for anything large."""
         with self._temporary() as (tmp_path, writer):
             writer.write(data)
-            hasher = new_hasher()
-            hasher.update(data)
-            return self._commit(tmp_path, writer, hasher.hexdigest(), len(data))
+            digest = _Digest()
+            digest.update(data)
+            return self._commit(tmp_path, writer, digest)
 
     async def put_stream(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredItem:
         """Store a stream of chunks without holding it in memory; :class:`TooLarge` past
@@ -120,16 +144,15 @@ class ContentStore:
         # thread: the event loop serving other requests never waits on the disk.
         tmp_path = await asyncio.to_thread(self._new_temporary)
         try:
-            hasher, size = new_hasher(), 0
+            digest = _Digest()
             async with async_open(tmp_path, "wb") as writer:
                 async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
+                    digest.update(chunk)
+                    if digest.size > max_bytes:
                         raise TooLarge(f"upload is larger than the limit of {max_bytes} bytes")
-                    hasher.update(chunk)
                     await writer.write(chunk)
                 await writer.flush(sync_metadata=True)
-            return await asyncio.to_thread(self._place, tmp_path, hasher.hexdigest(), size)
+            return await asyncio.to_thread(self._place, tmp_path, digest)
         finally:
             await asyncio.to_thread(tmp_path.unlink, missing_ok=True)
 
@@ -164,13 +187,13 @@ class ContentStore:
         finally:
             tmp_path.unlink(missing_ok=True)
 
-    def _commit(self, tmp_path: Path, writer: BinaryIO, content_hash: str, size: int) -> StoredItem:
+    def _commit(self, tmp_path: Path, writer: BinaryIO, digest: _Digest) -> StoredItem:
         writer.flush()
         os.fsync(writer.fileno())
-        return self._place(tmp_path, content_hash, size)
+        return self._place(tmp_path, digest)
 
-    def _place(self, tmp_path: Path, content_hash: str, size: int) -> StoredItem:
-        final = self.path_for(content_hash)
+    def _place(self, tmp_path: Path, digest: _Digest) -> StoredItem:
+        final = self.path_for(digest.content_hash)
         created = not final.exists()
         if created:
             final.parent.mkdir(exist_ok=True)
@@ -179,9 +202,9 @@ class ContentStore:
             os.replace(tmp_path, final)
             _fsync_dir(final.parent)
         return StoredItem(
-            content_hash=content_hash,
-            size=size,
-            content_type=detect_content_type(final),
+            content_hash=digest.content_hash,
+            size=digest.size,
+            content_type=_media_type(digest.head),
             created=created,
         )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from l1.cli.common import console, pass_client
+from l1.cli.common import console, pass_client, print_kept
 from l1.client import L1Client
 
 __all__ = ["COMMANDS"]
@@ -70,8 +70,7 @@ def gc(client: L1Client, dry_run: bool) -> None:
     verb = "would delete" if dry_run else "deleted"
     for content_hash in report["deletable"] if dry_run else report["deleted"]:
         console.print(f"{verb} {content_hash}")
-    for held in report["held"]:
-        console.print(f"[dim]kept {held['content_hash']}: {'; '.join(held['reasons'])}[/]")
+    print_kept(report["held"])
     count = len(report["deletable"] if dry_run else report["deleted"])
     console.print(f"{verb} {count}, kept {len(report['held'])}")
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from l1.client import L1Client
 
-__all__ = ["Target", "console", "pass_client"]
+__all__ = ["Target", "console", "pass_client", "print_kept", "short"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +39,12 @@ def pass_client(fn: Callable[Concatenate[L1Client, P], R]) -> Callable[P, R]:
         return fn(client, *args, **kwargs)
 
     return wrapper
+
+
+def print_kept(held: list[dict[str, Any]]) -> None:
+    """One dim line per item a deletion left in place, with what holds it."""
+    for item in held:
+        console.print(f"[dim]kept {item['content_hash']}: {'; '.join(item['reasons'])}[/]")
 
 
 def short(value: Any, width: int = 12) -> str:

@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from l1.cli.common import console, pass_client, short
+from l1.cli.common import console, pass_client, print_kept, short
 from l1.client import L1Client
 
 __all__ = ["COMMANDS"]
@@ -141,8 +141,7 @@ def discard(client: L1Client, run_id: str, cancel: bool) -> None:
     report = client.discard(run_id, cancel=cancel)
     for content_hash in report["deleted"]:
         console.print(f"deleted {content_hash}")
-    for kept in report["kept"]:
-        console.print(f"[dim]kept {kept['content_hash']}: {'; '.join(kept['reasons'])}[/]")
+    print_kept(report["kept"])
     console.print(f"discarded {run_id}")
 
 

@@ -53,13 +53,12 @@ class Publisher:
             subject, payload, timeout=self._timeout, headers={"L1-Reason": reason[:1000]}
         )
 
-    async def render_request(self, request: RenderRequest, *, msg_id: str | None = None) -> PubAck:
-        """Queue a render. The de-duplication id is the run id and its generation (how many
-        times it was retried) unless ``msg_id`` says otherwise."""
+    async def render_request(self, request: RenderRequest, *, msg_id: str) -> PubAck:
+        """Queue one step of a run; ``msg_id`` is its de-duplication id."""
         self._check_connected()
         return await self._js.publish(
             subjects.render(request.recipe, request.run_id, request.node_id),
             _encoder.encode(request),
             timeout=self._timeout,
-            headers={Header.MSG_ID: msg_id or f"{request.run_id}.{request.generation}"},
+            headers={Header.MSG_ID: msg_id},
         )

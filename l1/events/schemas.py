@@ -6,10 +6,16 @@ fields are tolerated so that newer publishers do not break older subscribers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from l1.events import subjects
 from l1.schemas import Provenance, Run
+from l1.timestamps import utc_now
+
+if TYPE_CHECKING:
+    from l1.cache.store import StoredItem
 
 __all__ = [
     "CACHE_DECODER",
@@ -107,6 +113,18 @@ class CacheStored(_CacheEventBase, tag="stored"):
     size: int
     content_type: str
     source: str = ""
+
+    @classmethod
+    def of(cls, item: StoredItem, *, source: str) -> CacheStored:
+        """The event announcing ``item``; its id makes a repeat a duplicate."""
+        return cls(
+            event_id=f"{item.content_hash}.stored",
+            at=utc_now(),
+            content_hash=item.content_hash,
+            size=item.size,
+            content_type=item.content_type,
+            source=source,
+        )
 
 
 class CacheDeleted(_CacheEventBase, tag="deleted"):

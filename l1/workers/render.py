@@ -68,16 +68,14 @@ class Renderer:
         return RenderResult(output=output, provenance=self._provenance(request, effect, output))
 
     def _effect(self, request: RenderRequest) -> Effect:
-        name = request.effect or request.recipe
         try:
-            effect = self._effects.get(name)
+            effect = self._effects.get(request.effect)
         except L1Error as error:
             raise PermanentRenderError(str(error)) from None
-        wanted = request.effect_hash or request.recipe_hash
-        if effect.content_hash != wanted:
+        if effect.content_hash != request.effect_hash:
             raise PermanentRenderError(
                 f"this worker's {effect.name!r} is a different version "
-                f"({effect.content_hash[:12]}, the run asks for {wanted[:12]})"
+                f"({effect.content_hash[:12]}, the run asks for {request.effect_hash[:12]})"
             )
         return effect
 
@@ -104,12 +102,14 @@ class Renderer:
             rendered_at=utc_now(),
             rendered_by=self._actor,
             output=NamedHash(name=request.output_name, content_hash=output.content_hash),
+            # The output step speaks for the whole run; an earlier step for itself.
             inputs=[
                 NamedHash(name=i.name, content_hash=i.content_hash)
-                for i in (request.run_inputs if request.final else request.inputs) or request.inputs
+                for i in (request.run_inputs if request.final else request.inputs)
             ],
-            effects=(request.effects if request.final else None)
-            or [NamedHash(name=effect.name, content_hash=effect.content_hash)],
+            effects=request.effects
+            if request.final
+            else [NamedHash(name=effect.name, content_hash=effect.content_hash)],
             infrastructure=infrastructure(),
         )
 

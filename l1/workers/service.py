@@ -192,16 +192,7 @@ class WorkerService:
     async def _finished(self, request: RenderRequest, result: RenderResult) -> None:
         output = result.output
         if output.created:  # an item already in the cache was announced when stored
-            await self._publisher.event(
-                CacheStored(
-                    event_id=f"{output.content_hash}.stored",
-                    at=utc_now(),
-                    content_hash=output.content_hash,
-                    size=output.size,
-                    content_type=output.content_type,
-                    source=f"run:{request.run_id}",
-                )
-            )
+            await self._publisher.event(CacheStored.of(output, source=f"run:{request.run_id}"))
         if not request.final:
             # A step before the last: the run projector sends the steps it unblocks.
             await self._publisher.event(

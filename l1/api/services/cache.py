@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from l1.errors import Forbidden, InvalidInput, NotFound, Unprocessable
 from l1.events.schemas import CacheStored
-from l1.timestamps import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Sequence
@@ -42,9 +41,7 @@ class CacheService:
     async def import_path(self, raw_path: str) -> StoredItem:
         """Store a file from the server's filesystem, if it lies under an import root."""
         path = await asyncio.to_thread(self._allowed_path, raw_path)
-        item = await asyncio.to_thread(self._store.put_file, path)
-        await self._announce(item, source="import")
-        return item
+        return await self.store_file(path, source="import")
 
     async def upload(self, chunks: AsyncIterable[bytes]) -> StoredItem:
         """Store an uploaded stream, up to ``max_upload_bytes``."""
@@ -97,13 +94,4 @@ class CacheService:
         return resolved
 
     async def _announce(self, item: StoredItem, *, source: str) -> None:
-        await self._publisher.event(
-            CacheStored(
-                event_id=f"{item.content_hash}.stored",
-                at=utc_now(),
-                content_hash=item.content_hash,
-                size=item.size,
-                content_type=item.content_type,
-                source=source,
-            )
-        )
+        await self._publisher.event(CacheStored.of(item, source=source))

@@ -57,9 +57,9 @@ class Planner:
         recipe, recipe_hash = await self._recipe(submission.recipe)
         named = self._bind(recipe, submission.inputs)
         hashes = {name: ref.content_hash for name, ref in named.items()}
-        overrides = self._overrides(recipe, submission.params)
-        steps = compile_steps(recipe, self._effects, hashes, overrides)
         bare = submission.recipe in self._effects
+        overrides = self._overrides(recipe, submission.params, bare=bare)
+        steps = compile_steps(recipe, self._effects, hashes, overrides)
         # A bare effect over one input keeps the effect's hash as the run's recipe hash;
         # anything else is also keyed by its output step, which covers params and order.
         run_hash = recipe_hash
@@ -139,16 +139,14 @@ class Planner:
         )
 
     @staticmethod
-    def _overrides(recipe: Recipe, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Params by node: an effect's own params, or ``{"node": {...}}`` /
+    def _overrides(
+        recipe: Recipe, params: Mapping[str, Any], *, bare: bool
+    ) -> dict[str, dict[str, Any]]:
+        """Params by node: a bare effect's own params, or ``{"node": {...}}`` /
         ``{"node.param": value}`` for a recipe."""
         if not params:
             return {}
-        if (
-            len(recipe.nodes)
-            and recipe.output == "output"
-            and all("." not in key and not isinstance(value, dict) for key, value in params.items())
-        ):
+        if bare:
             return {recipe.output: dict(params)}
         nodes = {node.id for node in recipe.nodes}
         overrides: dict[str, dict[str, Any]] = {}

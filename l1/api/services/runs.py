@@ -85,8 +85,7 @@ class RunService:
         self, run: Run, hashes: list[str], requests: list[RenderRequest]
     ) -> None:
         try:
-            # Independent publishes: the projector tolerates either order.
-            await asyncio.gather(self._announce(run), self._dispatcher.send(requests))
+            await self._dispatch(run, requests)
         except Exception:
             # Not sent: withdraw the run, so that the client's retry sends it afresh
             # instead of finding a run nobody will render until reconciliation.
@@ -149,8 +148,7 @@ class RunService:
         )
         again, requests = await self._dispatcher.prepare(again)
         await self._runs.update(run_id, lambda current: projections.apply_submitted(current, again))
-        await self._announce(again)
-        await self._dispatcher.send(requests)
+        await self._dispatch(again, requests)
         return again
 
     async def discard(self, run_id: str, *, cancel: bool) -> DiscardReport:
@@ -179,24 +177,27 @@ class RunService:
             )
         )
 
+    async def _dispatch(self, run: Run, requests: list[RenderRequest]) -> None:
+        # Independent publishes: the projector tolerates either order.
+        await asyncio.gather(self._announce(run), self._dispatcher.send(requests))
+
     async def _hold_inputs(self, run_id: str, hashes: list[str]) -> None:
         deleting = await self._references.hold(run_id, hashes)
         if deleting is not None:
             raise Conflict(f"input {deleting} is being deleted; upload it again to use it")
-        missing = [h for h in hashes if not self._store.exists(h)]
-        if missing:
-            raise Unprocessable(f"input {missing[0]} is no longer in the cache")
+        if missing := self._first_missing(hashes):
+            raise Unprocessable(f"input {missing} is no longer in the cache")
 
     async def _check_inputs_remain(self, run: Run, hashes: list[str]) -> None:
         # Held first, then looked at: a deletion either saw the hold and refused, or
         # finished before it, in which case the file is gone and the run is withdrawn.
-        missing = [h for h in hashes if not self._store.exists(h)]
-        if missing:
+        if missing := self._first_missing(hashes):
             await self._runs.delete(run)
             await self._references.release(run.run_id, hashes)
-            raise Unprocessable(
-                f"input {missing[0]} is not in the cache; import or upload it first"
-            )
+            raise Unprocessable(f"input {missing} is not in the cache; import or upload it first")
+
+    def _first_missing(self, hashes: list[str]) -> str | None:
+        return next((h for h in hashes if not self._store.exists(h)), None)
 
 
 def _default_output_name(recipe: str, inputs: list[InputRef]) -> str:

@@ -167,3 +167,20 @@ if __name__ == "__main__":
     target = Path(__file__).resolve().parent.parent / "l1" / "assets" / "clip.mp4"
     make_clip(target, seconds=3.0, width=320, height=240, fps=24, crf=28, preset="medium")
     print(f"{target}: {target.stat().st_size} bytes")
+
+
+def mdat_payload(data: bytes) -> tuple[int, int]:
+    """Start and end of the top-level ``mdat`` box's payload in an MP4 file."""
+    offset = 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[offset + 8 : offset + 16], "big"), 16
+        elif size == 0:
+            size = len(data) - offset
+        if kind == b"mdat":
+            return offset + header, offset + size
+        offset += size
+    raise AssertionError("no mdat box")

@@ -20,7 +20,15 @@ from l1.workers.effects import image, media, video
 from l1.workers.effects.compose import BLEND_MODES, blend_pixels
 from l1.workers.effects.library import media_effects
 from l1.workers.effects.registry import Effect
-from tests.media import decode_frames, make_audio, make_clip, make_image, pattern, stream_summary
+from tests.media import (
+    decode_frames,
+    make_audio,
+    make_clip,
+    make_image,
+    mdat_payload,
+    pattern,
+    stream_summary,
+)
 
 EFFECTS: dict[str, Effect] = {effect.name: effect for effect in media_effects()}
 FPS = 24
@@ -257,7 +265,7 @@ def test_undecodable_second_clip_stops_both_readers(
     data = bytearray(media_files["short"].read_bytes())
     # Spoil the middle of the frame data only, so the container still opens and the
     # failure comes from decoding, whatever the encoder's box layout.
-    start, end = _mdat_payload(bytes(data))
+    start, end = mdat_payload(bytes(data))
     low, high = start + (end - start) * 30 // 100, start + (end - start) * 70 // 100
     data[low:high] = b"\xff" * (high - low)
     corrupt = tmp_path / "corrupt.mp4"
@@ -303,20 +311,3 @@ def _make_huffyuv(path: Path, frames: int) -> Path:
             output.mux(stream.encode(frame))
         output.mux(stream.encode(None))
     return path
-
-
-def _mdat_payload(data: bytes) -> tuple[int, int]:
-    """Start and end of the top-level ``mdat`` box's payload in an MP4 file."""
-    offset = 0
-    while offset + 8 <= len(data):
-        size = int.from_bytes(data[offset : offset + 4], "big")
-        kind = data[offset + 4 : offset + 8]
-        header = 8
-        if size == 1:
-            size, header = int.from_bytes(data[offset + 8 : offset + 16], "big"), 16
-        elif size == 0:
-            size = len(data) - offset
-        if kind == b"mdat":
-            return offset + header, offset + size
-        offset += size
-    raise AssertionError("no mdat box")

@@ -19,7 +19,7 @@ from l1.workers.effects.library import media_effects
 from l1.workers.effects.media import MediaError, probe
 from l1.workers.effects.registry import Effect
 from l1.workers.effects.video import VideoEncoding, map_frames
-from tests.media import decode_frames, make_clip, make_image, stream_summary
+from tests.media import decode_frames, make_clip, make_image, mdat_payload, stream_summary
 
 EFFECTS: dict[str, Effect] = {effect.name: effect for effect in media_effects()}
 FPS = 24
@@ -233,7 +233,9 @@ def test_truncated_video_is_refused(clips: dict[str, Path], tmp_path: Path) -> N
 
 def test_corrupt_video_data_is_refused(clips: dict[str, Path], tmp_path: Path) -> None:
     data = bytearray(clips["main"].read_bytes())
-    middle = range(len(data) * 35 // 100, len(data) * 65 // 100)
+    # Only the frame data is spoiled, so the index stays intact whatever the box layout.
+    start, end = mdat_payload(bytes(data))
+    middle = range(start + (end - start) * 35 // 100, start + (end - start) * 65 // 100)
     data[middle.start : middle.stop] = b"\xff" * len(middle)
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(bytes(data))

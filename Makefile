@@ -5,10 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench lint clean
 
+# L1 and what it runs on; pip shows what it downloads and installs as it goes.
 $(BIN)/l1: pyproject.toml
+	@echo "Installing L1 and its dependencies into $(VENV) (the first time takes a minute or two)…"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --editable '.[test]'
+	$(BIN)/pip install --upgrade --progress-bar on pip
+	$(BIN)/pip install --progress-bar on --editable .
+	@touch $@
+
+# What the tests need on top: pytest and its plugins, schemathesis.
+$(VENV)/.test-extras: $(BIN)/l1
+	@echo "Installing the test tools into $(VENV)…"
+	$(BIN)/pip install --progress-bar on --editable '.[test]'
 	@touch $@
 
 ## Install, start the whole system (NATS, Redis, API, one worker) and render the dog over the cat.
@@ -16,17 +24,25 @@ demo: $(BIN)/l1
 	$(BIN)/l1 up --demo
 
 ## Install and run the test suite against real nats-server and Redis processes.
-test: $(BIN)/l1
+test: $(VENV)/.test-extras
 	$(BIN)/python -m pytest
 
-## Run the benchmarks; they print figures.
-bench: $(BIN)/l1
-	$(BIN)/python -m bench.throughput
+# What the benchmarks need on top: the load client and the reference design (Celery).
+$(VENV)/.bench-extras: $(BIN)/l1
+	@echo "Installing the benchmarks' load client and reference design into $(VENV)…"
+	$(BIN)/pip install --progress-bar on --editable '.[bench]'
+	@touch $@
+
+## Run the benchmarks; they print figures (L1 against the Celery design, media in and
+## out, renders against the ffmpeg command line, a recipe from the cache).
+bench: $(VENV)/.bench-extras
+	$(BIN)/python -m bench.compare
+	$(BIN)/python -m bench.media_io
 	$(BIN)/python -m bench.render_effect
 	$(BIN)/python -m bench.recipe_cache
 
 ## Style and types.
-lint: $(BIN)/l1
+lint: $(VENV)/.test-extras
 	$(BIN)/pip install --quiet --editable '.[dev]'
 	$(BIN)/ruff check l1 tests bench
 	$(BIN)/ruff format --check l1 tests bench

@@ -27,13 +27,14 @@ __all__ = ["main", "render_once"]
 
 def render_once(clip: Path, effect_name: str, workdir: Path) -> dict[str, float]:
     """Render ``effect_name`` over ``clip``; seconds, frames per second and peak RSS (MB)."""
-    from l1.workers.effects.library import media_effects
-    from l1.workers.effects.media import probe
+    from l1.effects import RenderContext
+    from l1.effects.catalogue import media_effects
+    from l1.effects.media.probe import probe
 
     effect = {e.name: e for e in media_effects()}[effect_name]
     frames = probe(clip).frames or 0
     started = time.perf_counter()
-    effect.render([clip], workdir, effect.parse_params({}), lambda _: None)
+    effect.load()([clip], workdir, effect.parse_params({}), RenderContext())
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     return {

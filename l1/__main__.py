@@ -2,4 +2,7 @@
 
 from l1.cli import main
 
-main()
+# Render processes start from a fork server that imports the parent's main module
+# under another name: only the real main runs the command line.
+if __name__ == "__main__":
+    main()

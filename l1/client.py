@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -56,7 +57,7 @@ class L1Client:
     def run(self, run_id: str, *, wait: float = 0) -> dict[str, Any]:
         """``GET /runs/{run_id}``, waiting up to ``wait`` seconds for it to finish."""
         params = {"wait": wait} if wait else None
-        return self._call("GET", f"/runs/{run_id}", params=params, timeout=wait + 30)
+        return self._call("GET", f"/runs/{_segment(run_id)}", params=params, timeout=wait + 30)
 
     def register_recipe(self, document: bytes) -> dict[str, Any]:
         """``POST /recipes`` with a YAML or JSON recipe."""
@@ -69,37 +70,56 @@ class L1Client:
         return self._pages("/recipes", {"limit": 100})
 
     def effects(self) -> list[dict[str, Any]]:
-        """``GET /effects``."""
-        return self._call("GET", "/effects")
+        """``GET /effects``: every effect, its parameters as JSON Schema."""
+        return list(self._pages("/effects", {}))
+
+    def effect(self, name: str) -> dict[str, Any]:
+        """``GET /effects/{name}``."""
+        return self._call("GET", f"/effects/{_segment(name)}")
+
+    def assets(self) -> list[dict[str, Any]]:
+        """``GET /assets``: the named assets."""
+        return list(self._pages("/assets", {}))
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """``POST /runs/{run_id}/cancel``."""
-        return self._call("POST", f"/runs/{run_id}/cancel")
+        return self._call("POST", f"/runs/{_segment(run_id)}/cancel")
 
     def retry(self, run_id: str) -> dict[str, Any]:
         """``POST /runs/{run_id}/retry``."""
-        return self._call("POST", f"/runs/{run_id}/retry")
+        return self._call("POST", f"/runs/{_segment(run_id)}/retry")
 
-    def dead(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        """``GET /dead``: the most recent dead render requests."""
-        return self._call("GET", "/dead", params={"limit": limit})
+    def dead(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Every dead render request, newest first, following the pages."""
+        return self._pages("/dead", {"limit": limit})
 
     def discard(self, run_id: str, *, cancel: bool = False) -> dict[str, Any]:
         """``DELETE /runs/{run_id}``; returns what was deleted and what was kept."""
         params = {"cancel": "true"} if cancel else None
-        return self._call("DELETE", f"/runs/{run_id}", params=params)
+        return self._call("DELETE", f"/runs/{_segment(run_id)}", params=params)
 
     def publish(self, run_id: str) -> dict[str, Any]:
         """``POST /runs/{run_id}/publish``."""
-        return self._call("POST", f"/runs/{run_id}/publish")
+        return self._call("POST", f"/runs/{_segment(run_id)}/publish")
 
     def delete_item(self, content_hash: str) -> None:
         """``DELETE /cache/{hash}``."""
-        self._call("DELETE", f"/cache/{content_hash}")
+        self._call("DELETE", f"/cache/{_segment(content_hash)}")
+
+    def content_hash(self, item: str) -> str:
+        """The full hash of ``item`` (a hash, a unique prefix of one, or an asset name),
+        from ``HEAD /cache/{item}``: its ETag."""
+        if len(item) == 64:
+            return item
+        response = self._request("HEAD", f"/cache/{_segment(item)}")
+        if response.is_success and "etag" in response.headers:
+            return response.headers["etag"].strip('"')
+        # A HEAD answer has no body to say what is wrong: ask for one that does.
+        return str(self._call("GET", f"/cache/{_segment(item)}/meta")["content_hash"])
 
     def meta(self, content_hash: str) -> dict[str, Any]:
         """``GET /cache/{hash}/meta``."""
-        return self._call("GET", f"/cache/{content_hash}/meta")
+        return self._call("GET", f"/cache/{_segment(content_hash)}/meta")
 
     def gc(self, *, dry_run: bool) -> dict[str, Any]:
         """``POST /cache/gc``."""
@@ -126,7 +146,7 @@ class L1Client:
     def download(self, content_hash: str, destination: Path) -> int:
         """Save an item to ``destination``; returns the number of bytes written."""
         try:
-            with self._http.stream("GET", f"/cache/{content_hash}") as response:
+            with self._http.stream("GET", f"/cache/{_segment(content_hash)}") as response:
                 _raise_for(response, read=True)
                 written = 0
                 with destination.open("wb") as out:
@@ -146,12 +166,15 @@ class L1Client:
             params = {**params, "cursor": page["next_cursor"]}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            raise self._unreachable(error) from None
+        response = self._request(method, path, **kwargs)
         _raise_for(response)
         return response.json() if response.content else None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
 
     def _unreachable(self, error: Exception) -> L1ClientError:
         return L1ClientError(f"cannot reach L1 at {self.base_url} ({error}); is `l1 up` running?")
@@ -167,3 +190,8 @@ def _raise_for(response: httpx.Response, *, read: bool = False) -> None:
     except ValueError:
         detail = response.text or response.reason_phrase
     raise L1ClientError(f"{response.status_code}: {detail}")
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: a slash or dot-dot in it stays inside it."""
+    return quote(value, safe="").replace(".", "%2E")

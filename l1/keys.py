@@ -4,11 +4,13 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVITIES",
+    "CACHE_HASHES",
     "CACHE_ITEMS",
     "PUBLISHED",
     "RECIPES",
     "RUNS",
     "RUNS_FINISHED_CHANNEL",
+    "RUN_IDS",
     "activity",
     "cache_item",
     "provenance",
@@ -22,6 +24,10 @@ __all__ = [
 
 RUNS = "artdag:runs"  # sorted set of run ids, scored by creation time (µs)
 CACHE_ITEMS = "artdag:cache:items"  # sorted set of content hashes, scored by first store time
+# The same members scored 0, so that they sort by name: a prefix finds its matches with
+# ZRANGEBYLEX (``l1 run 4046dcdb`` as git takes a short commit id).
+RUN_IDS = "artdag:runs:ids"  # every run id (members of RUNS)
+CACHE_HASHES = "artdag:cache:hashes"  # every indexed content hash (members of CACHE_ITEMS)
 ACTIVITIES = "artdag:activities"  # sorted set of run ids with a recorded activity
 RUNS_FINISHED_CHANNEL = "artdag:runs:finished"  # pub/sub: a run id each time one finishes
 RECIPES = "artdag:recipes"  # sorted set of recipe names, scored by registration time

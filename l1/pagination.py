@@ -15,7 +15,7 @@ from l1.errors import InvalidInput
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["MAX_LIMIT", "check_limit", "newest_first"]
+__all__ = ["MAX_LIMIT", "check_limit", "decode_cursor", "encode_cursor", "newest_first"]
 
 MAX_LIMIT = 1000
 
@@ -27,11 +27,13 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def _encode(score: int, member: str) -> str:
+def encode_cursor(score: int, member: str) -> str:
+    """A cursor naming the item ``member`` with ``score``: opaque to clients."""
     return base64.urlsafe_b64encode(f"{score}:{member}".encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[int, str]:
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The score and member a cursor names; :class:`InvalidInput` if it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         score, member = raw.split(":", 1)
@@ -48,7 +50,7 @@ async def newest_first(
     top: int | str = "+inf"
     after: tuple[int, str] | None = None
     if cursor:
-        after = _decode(cursor)
+        after = decode_cursor(cursor)
         top = after[0]
     members: list[tuple[str, int]] = []
     offset = 0
@@ -67,5 +69,5 @@ async def newest_first(
             break
         offset += batch
     page = members[:limit]
-    next_cursor = _encode(page[-1][1], page[-1][0]) if len(members) > limit else None
+    next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(members) > limit else None
     return [m for m, _ in page], next_cursor

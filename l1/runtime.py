@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-__all__ = ["configure_logging", "stop_on_signals"]
+import uvloop
+
+__all__ = ["configure_logging", "every", "run_service", "sleep_unless", "stop_on_signals"]
+
+log = logging.getLogger(__name__)
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -16,6 +23,39 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def every(
+    seconds: float,
+    stop: asyncio.Event,
+    job: Callable[[], Awaitable[str | None]],
+    *,
+    skip_on: tuple[type[BaseException], ...],
+) -> None:
+    """Run ``job`` now and then every ``seconds`` until ``stop`` is set. What it returns
+    (a line saying what it did) is logged; an error of ``skip_on`` skips one round."""
+    while not stop.is_set():
+        try:
+            done = await job()
+        except skip_on as error:
+            log.warning("%s skipped: %s", getattr(job, "__qualname__", job), error)
+        else:
+            if done:
+                log.warning("%s", done)
+        await sleep_unless(stop, seconds)
+
+
+def run_service(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a service's ``main`` to its end on uvloop's event loop (libuv: quicker
+    sockets and timers than asyncio's own loop; the API's server uses it too)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
 
 
 def configure_logging(level: str = "INFO") -> None:

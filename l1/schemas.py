@@ -25,6 +25,8 @@ __all__ = [
     "RunStatus",
     "RunSubmission",
     "RunView",
+    "StepState",
+    "StoredItem",
 ]
 
 ContentHash = Annotated[
@@ -215,6 +217,16 @@ class RunView(Run, kw_only=True):
     """A run as ``GET /runs/{run_id}`` shows it: with the items L2 has published."""
 
     published: list[str] = []
+
+
+class StoredItem(msgspec.Struct, frozen=True, kw_only=True):
+    """What the content-addressed store holds at one address; ``created`` when this
+    store call wrote it (201) rather than finding it there (200)."""
+
+    content_hash: str
+    size: int
+    content_type: str
+    created: bool = False
 
 
 T = TypeVar("T")

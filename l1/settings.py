@@ -13,6 +13,8 @@ from pathlib import Path
 
 import msgspec
 
+from l1.effects.limits import MAX_FRAMES, MAX_PIXELS, MAX_SECONDS, MediaLimits
+
 __all__ = ["Settings", "SettingsError"]
 
 
@@ -31,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8100
     import_roots: tuple[Path, ...] = ()
     max_upload_bytes: int = 1 << 30
+    max_import_bytes: int = 16 << 30
     max_body_bytes: int = 1 << 20
     actor: str
     public_url: str
@@ -45,12 +48,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_every: float = 60.0
     stale_after: float = 300.0
     render_timeout: float = 600.0
+    render_memory: int = 4 << 30
+    max_pixels: int = MAX_PIXELS
+    max_frames: int = MAX_FRAMES
+    max_seconds: float = MAX_SECONDS
     effect_modules: tuple[str, ...] = ()
+    blob_tier: bool = False
+    replicas: int = 1
+    cache_max_bytes: int = 0
+    health_file: Path | None = None
 
     @property
     def embedded(self) -> bool:
         """Whether ``l1 up`` must start its own NATS and Redis servers."""
         return self.nats_url is None or self.redis_url is None
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        """What one render may take on."""
+        return MediaLimits(
+            max_pixels=self.max_pixels, max_frames=self.max_frames, max_seconds=self.max_seconds
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -70,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 Path(p).expanduser() for p in env.get("L1_IMPORT_ROOTS", "").split(os.pathsep) if p
             ),
             "max_upload_bytes": _int(env, "L1_MAX_UPLOAD_BYTES", 1 << 30),
+            "max_import_bytes": _int(env, "L1_MAX_IMPORT_BYTES", 16 << 30),
             "max_body_bytes": _int(env, "L1_MAX_BODY_BYTES", 1 << 20),
             "actor": env.get("L1_ACTOR") or f"@l1@{socket.gethostname()}",
             "public_url": env.get("L1_PUBLIC_URL") or f"http://{host}:{port}",
@@ -84,6 +103,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "reconcile_every": _float(env, "L1_RECONCILE_EVERY", 60.0),
             "stale_after": _float(env, "L1_STALE_AFTER", 300.0),
             "render_timeout": _float(env, "L1_RENDER_TIMEOUT", 600.0),
+            "render_memory": _int(env, "L1_RENDER_MEMORY", 4 << 30),
+            "max_pixels": _int(env, "L1_MAX_PIXELS", MAX_PIXELS),
+            "max_frames": _int(env, "L1_MAX_FRAMES", MAX_FRAMES),
+            "max_seconds": _float(env, "L1_MAX_SECONDS", MAX_SECONDS),
+            "blob_tier": _bool(env, "L1_BLOB_TIER", False),
+            "replicas": _int(env, "L1_REPLICAS", 1),
+            "cache_max_bytes": _int(env, "L1_CACHE_MAX_BYTES", 0),
+            "health_file": Path(env["L1_HEALTH_FILE"]) if env.get("L1_HEALTH_FILE") else None,
             "effect_modules": tuple(
                 m.strip() for m in env.get("L1_EFFECT_MODULES", "").split(",") if m.strip()
             ),
@@ -100,6 +127,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be on or off (1/0, true/false, yes/no), not {raw!r}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

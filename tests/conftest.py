@@ -18,6 +18,7 @@ from l1.events.streams import stream_configs
 from l1.settings import Settings
 from l1.stack import ServerProcess, free_port, nats_server, redis_server
 from tests.harness import Harness
+from tests.processes import Deployment, OwnServers
 
 
 class Servers:
@@ -95,3 +96,25 @@ async def settings(servers: Servers, tmp_path: Path) -> Settings:
 async def l1(settings: Settings) -> AsyncIterator[Harness]:
     async with Harness(settings).running() as harness:
         yield harness
+
+
+@pytest.fixture
+async def own(tmp_path: Path) -> AsyncIterator[OwnServers]:
+    """NATS and Redis for this test alone."""
+    servers = OwnServers(tmp_path / "servers")
+    await servers.start()
+    try:
+        yield servers
+    finally:
+        await servers.stop()
+
+
+@pytest.fixture
+async def deployment(tmp_path: Path, own: OwnServers) -> AsyncIterator[Deployment]:
+    """The test's L1 processes; their logs are printed when it ends (shown on failure)."""
+    deployed = Deployment(tmp_path / "l1", own)
+    try:
+        yield deployed
+    finally:
+        await deployed.close()
+        print(deployed.logs())

@@ -21,10 +21,10 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from l1.api.app import create_app
-from l1.events.main import run_subscribers
+from l1.api.server import server_config
 from l1.settings import Settings
 from l1.stack import free_port
-from l1.workers.main import run_worker
+from l1.wiring import run_subscribers, run_worker
 
 __all__ = ["EventTap", "Harness", "Service", "asset_hashes", "submit", "upload", "wait_for"]
 
@@ -76,8 +76,9 @@ class Service:
 class Harness:
     """API, worker and subscribers of one L1 deployment, plus an HTTP client to it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **server_options: Any) -> None:
         port = free_port()
+        self._server_options = server_options
         self.base_url = f"http://127.0.0.1:{port}"
         self.settings = msgspec.structs.replace(settings, port=port, public_url=self.base_url)
         self.api = Service("api", self._serve_api)
@@ -87,7 +88,10 @@ class Harness:
 
     async def _serve_api(self, stop: asyncio.Event) -> None:
         app = create_app(self.settings, subscribers=False)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.settings.port, log_level="warning")
+        # With the access log, so that tests see what a request leaves in the logs.
+        config = server_config(
+            app, self.settings, log_level="warning", access_log=True, **self._server_options
+        )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         serving = asyncio.create_task(server.serve())
@@ -204,7 +208,7 @@ async def asset_hashes(http: httpx.AsyncClient) -> dict[str, str]:
     """The content hash of every named asset, by name."""
     response = await http.get("/assets")
     response.raise_for_status()
-    return {asset["name"]: asset["content_hash"] for asset in response.json()}
+    return {asset["name"]: asset["content_hash"] for asset in response.json()["items"]}
 
 
 async def upload(http: httpx.AsyncClient, data: bytes) -> str:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import nats
@@ -78,6 +78,16 @@ class OwnServers:
         """Stop both servers, if they are running."""
         await asyncio.to_thread(self.nats.stop)
         await asyncio.to_thread(self.redis.stop)
+
+
+class Servers(Protocol):
+    """Where a deployment finds NATS and Redis."""
+
+    @property
+    def nats_url(self) -> str: ...
+
+    @property
+    def redis_url(self) -> str: ...
 
 
 class ChildProcess:
@@ -159,7 +169,7 @@ class Deployment:
     """The L1 processes of one test: an API and workers sharing one data directory
     and one set of ``L1_*`` settings, talking to ``servers``."""
 
-    def __init__(self, root: Path, servers: OwnServers, **settings: str) -> None:
+    def __init__(self, root: Path, servers: Servers, **settings: str) -> None:
         self.root = root
         self.servers = servers
         self.port = free_port()

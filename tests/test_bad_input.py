@@ -41,8 +41,14 @@ async def test_input_neither_hash_nor_asset_is_422(l1: Harness) -> None:
 
 
 async def test_malformed_hash_input_is_400(l1: Harness) -> None:
-    for bad in ("a" * 63, "A" * 64, "0123456789ABCDEF" * 4, "a" * 65):
+    for bad in ("A" * 64, "0123456789ABCDEF" * 4, "a" * 65):
         refused(await _post_run(l1, {"recipe": "dog", "inputs": [bad]}), 400)
+
+
+async def test_hash_prefix_input_matching_nothing_is_422(l1: Harness) -> None:
+    for prefix in ("a" * 63, "abcd"):
+        detail = refused(await _post_run(l1, {"recipe": "dog", "inputs": [prefix]}), 422)
+        assert prefix in detail
 
 
 async def test_valid_hash_missing_from_cache_is_422(l1: Harness) -> None:
@@ -117,7 +123,9 @@ async def test_ten_megabyte_body_is_413(l1: Harness) -> None:
 async def test_run_lookups_with_bad_ids(l1: Harness) -> None:
     refused(await l1.http.get("/runs/not-a-hash"), 400)
     refused(await l1.http.get(f"/runs/{'A' * 64}"), 400)
-    refused(await l1.http.get(f"/runs/{'a' * 63}"), 400)
+    refused(await l1.http.get(f"/runs/{'a' * 65}"), 400)
+    refused(await l1.http.get("/runs/abc"), 400)  # a prefix is at least 4 characters
+    refused(await l1.http.get(f"/runs/{'a' * 63}"), 404)  # a prefix of no run
     refused(await l1.http.get(f"/runs/{sha3(b'no such run')}"), 404)
 
 

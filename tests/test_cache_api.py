@@ -137,7 +137,7 @@ async def test_unsatisfiable_range_is_416(l1: Harness) -> None:
     assert response.headers["content-range"] == f"bytes */{len(data)}"
 
 
-MALFORMED = ["xyz", "A" * 64, "a" * 63, "a" * 65, "g" * 64, "%2E%2E", "%00", "a" * 5000]
+MALFORMED = ["xyz", "abc", "A" * 64, "a" * 65, "g" * 64, "%2E%2E", "%00", "a" * 5000]
 
 
 async def test_malformed_hashes_are_400(l1: Harness) -> None:

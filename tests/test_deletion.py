@@ -107,7 +107,7 @@ async def test_unknown_and_malformed_items(l1: Harness) -> None:
 
 
 async def test_named_assets_are_kept(l1: Harness) -> None:
-    cat = next(a for a in (await l1.http.get("/assets")).json() if a["name"] == "cat")
+    cat = next(a for a in (await l1.http.get("/assets")).json()["items"] if a["name"] == "cat")
     refused = await l1.http.delete(f"/cache/{cat['content_hash']}")
     assert refused.status_code == 409
     assert "named asset 'cat'" in refused.json()["detail"]

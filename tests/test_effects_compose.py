@@ -3,7 +3,6 @@ looping and audio), and ``mux`` (copied streams, trimmed audio, re-encoding, ref
 
 from __future__ import annotations
 
-import sys
 import threading
 import wave
 from fractions import Fraction
@@ -15,11 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from l1.effects import Effect, RenderContext
+from l1.effects.catalogue import media_effects
+from l1.effects.identity import effect_hash
+from l1.effects.media import probe as media
+from l1.effects.render.blend import BLEND_MODES, blend_pixels
 from l1.errors import Unprocessable
-from l1.workers.effects import image, media, video
-from l1.workers.effects.compose import BLEND_MODES, blend_pixels
-from l1.workers.effects.library import media_effects
-from l1.workers.effects.registry import Effect
 from tests.media import (
     decode_frames,
     make_audio,
@@ -67,7 +67,7 @@ def render(name: str, inputs: list[Path], workdir: Path, **params: Any) -> Path:
     effect = EFFECTS[name]
     out_dir = workdir / f"out-{len(list(workdir.iterdir()))}"
     out_dir.mkdir()
-    return effect.render(inputs, out_dir, effect.parse_params(params), lambda _: None)
+    return effect.load()(inputs, out_dir, effect.parse_params(params), RenderContext())
 
 
 def save(pixels: np.ndarray, path: Path) -> Path:
@@ -88,11 +88,10 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_effects_are_registered_with_two_inputs() -> None:
-    compose = sys.modules["l1.workers.effects.compose"]
     for name in ("blend", "mux"):
         effect = EFFECTS[name]
         assert effect.inputs == 2 and effect.version == "1"
-        expected = media.source_hash(name, "1", [media, video, image, compose])
+        expected = effect_hash(name, "1", effect.render)
         assert effect.content_hash == expected
     schema = EFFECTS["blend"].info().params
     assert "opacity" in str(schema) and "encoding" in str(schema)

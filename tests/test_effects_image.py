@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from l1.effects import Effect, MediaLimits, RenderContext
+from l1.effects.catalogue import media_effects
+from l1.effects.media.probe import MAX_PIXELS, MediaError, open_image, probe
 from l1.errors import Unprocessable
-from l1.workers.effects.library import media_effects
-from l1.workers.effects.media import MAX_PIXELS, MediaError, open_image, probe
-from l1.workers.effects.registry import Effect
 from tests.media import make_audio, make_clip, make_image
 
 EFFECTS: dict[str, Effect] = {effect.name: effect for effect in media_effects()}
@@ -27,7 +27,7 @@ def render(name: str, source: Path, workdir: Path, **params: Any) -> Image.Image
     effect = EFFECTS[name]
     out_dir = workdir / f"out-{name}-{len(list(workdir.iterdir()))}"
     out_dir.mkdir()
-    output = effect.render([source], out_dir, effect.parse_params(params), lambda _: None)
+    output = effect.load()([source], out_dir, effect.parse_params(params), RenderContext())
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return Image.open(output)
 
@@ -313,7 +313,7 @@ def test_every_effect_has_defaults_a_schema_and_its_own_hash() -> None:
 def test_progress_reaches_one_hundred(picture: Path, tmp_path: Path) -> None:
     seen: list[float] = []
     effect = EFFECTS["sepia"]
-    effect.render([picture], tmp_path, effect.parse_params({}), seen.append)
+    effect.load()([picture], tmp_path, effect.parse_params({}), RenderContext(progress=seen.append))
     assert seen[-1] == 100.0
 
 
@@ -347,3 +347,14 @@ def _png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def test_an_output_past_the_pixel_limit_is_refused(tmp_path: Path) -> None:
+    picture = make_image(tmp_path / "square.png", 100, 90)  # 9,000 pixels, under the limit
+    effect = EFFECTS["rotate"]
+    params = effect.parse_params({"degrees": 45, "expand": True})
+    small = RenderContext(limits=MediaLimits(max_pixels=10_000))
+    with pytest.raises(MediaError, match="the output is 136x136"):
+        effect.load()([picture], tmp_path, params, small)
+    straight = effect.parse_params({"degrees": 90})
+    assert effect.load()([picture], tmp_path, straight, small).exists()

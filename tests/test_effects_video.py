@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from l1.assets import asset_path
+from l1.effects import Effect, RenderContext
+from l1.effects.catalogue import frame_effects, media_effects
+from l1.effects.media.pipeline import map_frames
+from l1.effects.media.probe import MediaError, probe
+from l1.effects.params import VideoEncoding
 from l1.errors import Unprocessable
-from l1.workers.effects.image import frame_effects
-from l1.workers.effects.library import media_effects
-from l1.workers.effects.media import MediaError, probe
-from l1.workers.effects.registry import Effect
-from l1.workers.effects.video import VideoEncoding, map_frames
 from tests.media import decode_frames, make_clip, make_image, mdat_payload, stream_summary
 
 EFFECTS: dict[str, Effect] = {effect.name: effect for effect in media_effects()}
@@ -67,7 +67,7 @@ def render(name: str, inputs: list[Path], workdir: Path, **params: Any) -> Path:
     effect = EFFECTS[name]
     out_dir = workdir / f"out-{len(list(workdir.iterdir()))}"
     out_dir.mkdir()
-    return effect.render(inputs, out_dir, effect.parse_params(params), lambda _: None)
+    return effect.load()(inputs, out_dir, effect.parse_params(params), RenderContext())
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -145,7 +145,9 @@ def test_odd_sizes_are_rounded_to_even(clips: dict[str, Path], tmp_path: Path) -
 def test_progress_rises_to_one_hundred(clips: dict[str, Path], tmp_path: Path) -> None:
     seen: list[float] = []
     effect = EFFECTS["blur"]
-    effect.render([clips["main"]], tmp_path, effect.parse_params({}), seen.append)
+    effect.load()(
+        [clips["main"]], tmp_path, effect.parse_params({}), RenderContext(progress=seen.append)
+    )
     assert seen == sorted(seen) and len(seen) >= 10 and seen[-1] == 100.0
 
 
@@ -255,7 +257,7 @@ def test_a_failing_frame_stops_the_reader(clips: dict[str, Path], tmp_path: Path
         return picture
 
     with pytest.raises(RuntimeError, match="frame five"):
-        map_frames(clips["main"], tmp_path, fail_on_fifth, VideoEncoding(), lambda _: None)
+        map_frames(clips["main"], tmp_path, fail_on_fifth, VideoEncoding(), RenderContext())
     assert not [t for t in threading.enumerate() if t.name == "l1-video-read"]
 
 

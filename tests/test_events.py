@@ -58,9 +58,12 @@ async def test_run_events_in_order_on_their_subjects(l1: Harness, servers: Serve
         subjects = [msg.subject for msg in tap.messages]
 
     assert subjects == [f"l1.runs.{run_id}.{e['event']}" for e in events]
-    # Progress reports may come between started and completed; nothing else may.
+    # The dog only passes a file along: no "started" of its own, its "completed" says
+    # who started it and when. Progress reports may come between; nothing else may.
     lifecycle = [e for e in events if e["event"] != "progress"]
-    assert [e["event"] for e in lifecycle] == ["submitted", "started", "completed"]
+    assert [e["event"] for e in lifecycle] == ["submitted", "completed"]
+    assert lifecycle[1]["worker"] and lifecycle[1]["attempt"] == 1
+    assert lifecycle[0]["at"] <= lifecycle[1]["started_at"] <= lifecycle[1]["at"]
     for event in events:
         assert event["run_id"] == run_id
         assert event["event_id"]
@@ -69,8 +72,9 @@ async def test_run_events_in_order_on_their_subjects(l1: Harness, servers: Serve
     assert [e["at"] for e in events] == sorted(e["at"] for e in events)
     assert lifecycle[0]["run"]["run_id"] == run_id
     finished = await l1.finished_run(run_id)
-    assert lifecycle[2]["output_hash"] == finished["output_hash"]
-    assert lifecycle[2]["provenance"] == finished["provenance"]
+    assert lifecycle[1]["output_hash"] == finished["output_hash"]
+    assert lifecycle[1]["provenance"] == finished["provenance"]
+    assert finished["started_at"] == lifecycle[1]["started_at"]
     headers = [msg.headers or {} for msg in tap.messages]
     assert [h.get("Nats-Msg-Id") for h in headers] == [e["event_id"] for e in events]
 

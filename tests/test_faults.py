@@ -39,28 +39,6 @@ Events = list[dict[str, Any]]
 
 
 @pytest.fixture
-async def own(tmp_path: Path) -> AsyncIterator[OwnServers]:
-    """NATS and Redis for this test alone."""
-    servers = OwnServers(tmp_path / "servers")
-    await servers.start()
-    try:
-        yield servers
-    finally:
-        await servers.stop()
-
-
-@pytest.fixture
-async def deployment(tmp_path: Path, own: OwnServers) -> AsyncIterator[Deployment]:
-    """The test's L1 processes; their logs are printed when it ends (shown on failure)."""
-    deployed = Deployment(tmp_path / "l1", own)
-    try:
-        yield deployed
-    finally:
-        await deployed.close()
-        print(deployed.logs())
-
-
-@pytest.fixture
 async def redis(own: OwnServers) -> AsyncIterator[Redis]:
     """A client of the test's Redis, in L1's database, that reconnects after a restart."""
     client = Redis.from_url(
@@ -97,7 +75,7 @@ def stored_objects(deployment: Deployment) -> set[str]:
 async def asset_hashes(deployment: Deployment) -> set[str]:
     """The hashes of the named assets the API stores at start."""
     response = await deployment.http.get("/assets")
-    return {asset["content_hash"] for asset in response.json()}
+    return {asset["content_hash"] for asset in response.json()["items"]}
 
 
 async def stream_events(nats_url: str, subject: str) -> Events:
@@ -285,7 +263,9 @@ async def test_poison_request_fails_after_max_deliveries_and_is_dead_lettered(
     for good in (before, after):
         assert (await deployment.finished(good["run_id"]))["status"] == "completed"
 
-    letters = [d for d in (await deployment.http.get("/dead")).json() if d["run_id"] == run_id]
+    letters = [
+        d for d in (await deployment.http.get("/dead")).json()["items"] if d["run_id"] == run_id
+    ]
     assert len(letters) == 1 and "poisoned input" in letters[0]["reason"]
     listed = await asyncio.to_thread(deployment.cli, "dead")
     assert listed.returncode == 0, listed.stderr
@@ -298,7 +278,9 @@ async def test_poison_request_fails_after_max_deliveries_and_is_dead_lettered(
     again = await deployment.finished(run_id)
     assert (again["status"], again["generation"], again["attempts"]) == ("failed", 1, 3)
     assert "poisoned input" in again["error"]
-    letters = [d for d in (await deployment.http.get("/dead")).json() if d["run_id"] == run_id]
+    letters = [
+        d for d in (await deployment.http.get("/dead")).json()["items"] if d["run_id"] == run_id
+    ]
     assert len(letters) == 2
     assert worker.alive
 

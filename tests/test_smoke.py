@@ -10,7 +10,7 @@ async def test_render_dog_over_cat(l1: Harness) -> None:
     assert response.status_code == 202, response.text
     run = await l1.finished_run(response.json()["run_id"])
     assert run["status"] == "completed", run
-    dog_hash = next(a for a in (await l1.http.get("/assets")).json() if a["name"] == "dog")[
-        "content_hash"
-    ]
+    dog_hash = next(
+        a for a in (await l1.http.get("/assets")).json()["items"] if a["name"] == "dog"
+    )["content_hash"]
     assert run["output_hash"] == dog_hash

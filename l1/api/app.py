@@ -12,7 +12,7 @@ from l1.api.errors import expected_errors
 from l1.api.plugin import L1Plugin
 from l1.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_shared_app"]
 
 
 def create_app(settings: Settings | None = None, *, subscribers: bool = True) -> Litestar:
@@ -20,6 +20,9 @@ def create_app(settings: Settings | None = None, *, subscribers: bool = True) ->
     settings = settings or Settings.from_env()
     return Litestar(
         plugins=[L1Plugin(settings, subscribers=subscribers)],
+        # Given here, not by the plugin: Litestar reads this one before plugins run.
+        # Checked against Content-Length before any byte is read, then while reading.
+        request_max_body_size=settings.max_body_bytes,
         # Unexpected errors are logged with their traceback; expected ones are not.
         logging_config=LoggingConfig(
             log_exceptions="always", disable_stack_trace=expected_errors()
@@ -32,3 +35,9 @@ def create_app(settings: Settings | None = None, *, subscribers: bool = True) ->
             render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
         ),
     )
+
+
+def create_shared_app() -> Litestar:
+    """The app of one of several API processes sharing a port: settings from the
+    environment, and no subscribers (they run in a process of their own)."""
+    return create_app(Settings.from_env(), subscribers=False)

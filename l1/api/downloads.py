@@ -11,7 +11,7 @@ from litestar import Response
 from litestar.datastructures import ETag
 from litestar.response import File, Stream
 
-__all__ = ["file_response"]
+__all__ = ["Unsatisfiable", "file_response", "parse_range", "whole_file"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 1 << 20
@@ -31,20 +31,13 @@ def file_response(
     if if_none_match and etag in {tag.strip().strip('"') for tag in if_none_match.split(",")}:
         return Response(b"", status_code=304, headers={**headers, "ETag": f'"{etag}"'})
     try:
-        span = _parse_range(range_header, size)
-    except _Unsatisfiable:
+        span = parse_range(range_header, size)
+    except Unsatisfiable:
         return Response(
             b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
         )
     if span is None:
-        return File(
-            path,
-            media_type=content_type,
-            headers=headers,
-            etag=ETag(value=etag),
-            content_disposition_type="inline",
-            filename=etag,
-        )
+        return whole_file(path, etag=etag, content_type=content_type)
     start, end = span
     return Stream(
         _read(path, start, end),
@@ -59,12 +52,24 @@ def file_response(
     )
 
 
-class _Unsatisfiable(Exception):
+def whole_file(path: Path, *, etag: str, content_type: str) -> File:
+    """The whole of ``path`` (for ``HEAD``, its headers only)."""
+    return File(
+        path,
+        media_type=content_type,
+        headers={"X-Content-Type-Options": "nosniff", "Accept-Ranges": "bytes"},
+        etag=ETag(value=etag),
+        content_disposition_type="inline",
+        filename=etag,
+    )
+
+
+class Unsatisfiable(Exception):
     """The range lies outside the file (416)."""
 
 
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(first, last) byte, or None to send the whole file; :class:`_Unsatisfiable`
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte, or None to send the whole file; :class:`Unsatisfiable`
     when the range lies outside it."""
     if not header:
         return None
@@ -77,12 +82,12 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first:
         length = int(last)
         if length == 0:
-            raise _Unsatisfiable
+            raise Unsatisfiable
         return max(size - length, 0), size - 1
     start = int(first)
     end = min(int(last), size - 1) if last else size - 1
     if start >= size or end < start:
-        raise _Unsatisfiable
+        raise Unsatisfiable
     return start, end
 
 

@@ -7,16 +7,17 @@ that is. A dependency that is down answers 503 naming it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from litestar import MediaType, Response
-from litestar.exceptions import NotFoundException
-from nats.js.errors import APIError
+from litestar.exceptions import HTTPException, NotFoundException
+from nats.js.errors import APIError, ServiceUnavailableError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from l1 import errors
+from l1.events.transient import TRANSIENT
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -39,9 +40,33 @@ STATUS: dict[type[errors.L1Error], int] = {
 }
 
 
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[dict]:
+# What a message may echo of a request: enough to recognise it, never the whole of it.
+MAX_DETAIL = 500
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
+
+
+def _cut_all(value: Any) -> Any:
+    """``value`` with every string cut short and at most 20 entries per list."""
+    if isinstance(value, str):
+        return _cut(value)
+    if isinstance(value, list | tuple):
+        return [_cut_all(v) for v in value[:20]]
+    if isinstance(value, dict):
+        return {k: _cut_all(v) for k, v in value.items()}
+    return value
+
+
+def _error(
+    status: int, detail: str, headers: dict[str, str] | None = None, extra: Any = None
+) -> Response[dict]:
+    body: dict[str, Any] = {"status_code": status, "detail": _cut(detail)}
+    if extra:
+        body["extra"] = _cut_all(extra)
     return Response(
-        {"status_code": status, "detail": detail},
+        body,
         status_code=status,
         media_type=MediaType.JSON,
         headers=headers,
@@ -64,17 +89,29 @@ def _nats_down(_: Request, error: Exception) -> Response[dict]:
     return _error(503, "NATS is unreachable; try again when it is back")
 
 
-def _jetstream_refused(_: Request, error: APIError) -> Response[dict]:
+def _jetstream_refused(request: Request, error: APIError) -> Response[dict]:
+    if isinstance(error, ServiceUnavailableError) or error.code == 503:
+        # A cluster electing leaders: it will be back shortly.
+        return _nats_down(request, error)
     # JetStream answered, so NATS is up: say what it refused instead.
     log.error("jetstream refused a request: %s", error)
     return _error(502, f"JetStream refused the request: {error.description or error}")
 
 
-_DEPENDENCY_ERRORS = (RedisConnectionError, RedisTimeoutError)
+_DEPENDENCY_ERRORS = (RedisConnectionError, RedisTimeoutError, *TRANSIENT)
 
 
 def _too_deep(_: Request, error: RecursionError) -> Response[dict]:
     return _error(400, "the JSON body is nested too deeply")
+
+
+def _not_utf8(_: Request, error: UnicodeDecodeError) -> Response[dict]:
+    return _error(400, f"the body is not valid UTF-8 (byte {error.start})")
+
+
+def _http(_: Request, error: HTTPException) -> Response[dict]:
+    # Litestar's own errors (validation, size, method): the same JSON shape, cut short.
+    return _error(error.status_code, str(error.detail), error.headers, error.extra)
 
 
 def _not_found(request: Request, error: NotFoundException) -> Response[dict]:
@@ -90,6 +127,8 @@ def exception_handlers() -> ExceptionHandlersMap:
     """Handlers for every error L1 raises on purpose."""
     return {
         RecursionError: _too_deep,
+        UnicodeDecodeError: _not_utf8,
+        HTTPException: _http,
         NotFoundException: _not_found,
         errors.L1Error: _domain,
         RedisConnectionError: _redis_down,

@@ -25,34 +25,28 @@ from l1.api.controllers import (
 from l1.api.controllers.info import ServerInfo
 from l1.api.errors import exception_handlers
 from l1.api.health import Health, HealthCheck
+from l1.api.lookups import Lookups
 from l1.api.run_waiter import RunWaiter
 from l1.api.services.cache import CacheService
-from l1.api.services.plans import Planner
+from l1.api.services.deletion import DeletionRules
 from l1.api.services.publishing import PublishService
 from l1.api.services.runs import RunService
 from l1.assets import asset_path, known_assets
 from l1.cache.activities import ActivityLog
-from l1.cache.deletion import DeletionRules
 from l1.cache.index import CacheIndex
 from l1.cache.references import References
-from l1.cache.store import ContentStore
-from l1.connections import connect_nats, connect_redis
-from l1.dispatch import Dispatcher
+from l1.effects import EffectRegistry
 from l1.events.dead_letters import DeadLetters
-from l1.events.publisher import Publisher
-from l1.events.service import SubscriberService
-from l1.events.streams import ensure_streams
 from l1.l2_client import L2Client
-from l1.recipe_store import RecipeStore
-from l1.run_store import RunStore
-from l1.workers.effects import EffectRegistry, default_effects
+from l1.runs.planner import Planner
+from l1.runs.recipe_store import RecipeStore
+from l1.runs.scheduler import Scheduler
+from l1.runs.store import RunStore
+from l1.wiring import Backbone, connected, subscribe
 
 if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.config.app import AppConfig
-    from nats.aio.client import Client as NATS
-    from nats.js import JetStreamContext
-    from redis.asyncio import Redis
 
     from l1.assets import Asset
     from l1.settings import Settings
@@ -74,6 +68,7 @@ class Services:
     dead_letters: DeadLetters
     recipe_store: RecipeStore
     effects: EffectRegistry
+    lookups: Lookups
 
 
 class L1Plugin(InitPluginProtocol):
@@ -101,7 +96,6 @@ class L1Plugin(InitPluginProtocol):
             app_config.dependencies[name] = Provide(self._provider(name), sync_to_thread=False)
         app_config.exception_handlers.update(exception_handlers())
         app_config.lifespan.append(self._lifespan)
-        app_config.request_max_body_size = self._settings.max_body_bytes
         return app_config
 
     def _provider(self, name: str) -> Callable[[], Any]:
@@ -115,15 +109,8 @@ class L1Plugin(InitPluginProtocol):
     @asynccontextmanager
     async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:
         settings = self._settings
-        assert settings.nats_url and settings.redis_url, "NATS and Redis URLs are required"
         async with AsyncExitStack() as stack:
-            nc = await connect_nats(settings.nats_url, name="l1-api")
-            stack.push_async_callback(nc.close)
-            redis = connect_redis(settings.redis_url)
-            stack.push_async_callback(redis.aclose)
-            js = nc.jetstream()
-            await ensure_streams(js, settings)
-
+            backbone = await stack.enter_async_context(connected(settings, role="api"))
             l2 = L2Client(
                 settings.l2_url,
                 timeout=settings.l2_timeout,
@@ -131,18 +118,21 @@ class L1Plugin(InitPluginProtocol):
                 cache_seconds=settings.l2_cache_seconds,
             )
             stack.push_async_callback(l2.aclose)
-            store = ContentStore(settings.cache_dir)
-            services = self._build(settings, store=store, redis=redis, js=js, l2=l2, nc=nc)
+            scheduler = backbone.scheduler()
+            stack.push_async_callback(scheduler.close)
+            services = self._build(backbone, l2, scheduler)
+            await services.lookups.backfill()
             for name, asset in services.assets.items():
                 await services.cache_service.store_file(asset_path(name), source=f"asset:{name}")
                 # Named assets stay usable: they hold their item like a run would.
-                await References(redis).hold(f"asset:{name}", [asset.content_hash])
+                await References(backbone.redis).hold(f"asset:{name}", [asset.content_hash])
 
             stop = asyncio.Event()
             tasks = [asyncio.create_task(services.run_service.waiter.listen(stop))]
             if self._subscribers:
-                subscribers = SubscriberService.for_redis(nc, redis, store, settings)
-                tasks.append(asyncio.create_task(subscribers.run(stop)))
+                tasks.append(asyncio.create_task(subscribe(backbone, stop)))
+            if (janitor := backbone.janitor()) is not None:
+                tasks.append(asyncio.create_task(janitor.run(stop)))
             self._services = services
             try:
                 yield
@@ -152,31 +142,25 @@ class L1Plugin(InitPluginProtocol):
                 self._services = None
 
     @staticmethod
-    def _build(
-        settings: Settings,
-        *,
-        store: ContentStore,
-        redis: Redis,
-        js: JetStreamContext,
-        l2: L2Client,
-        nc: NATS,
-    ) -> Services:
-        runs, publisher, references = RunStore(redis), Publisher(nc), References(redis)
-        effects, assets = default_effects(settings.effect_modules), known_assets()
+    def _build(backbone: Backbone, l2: L2Client, scheduler: Scheduler) -> Services:
+        settings, redis, items = backbone.settings, backbone.redis, backbone.items
+        runs, references = RunStore(redis), References(redis)
+        effects, assets = backbone.effects, known_assets()
+        publisher = backbone.publisher
         rules = DeletionRules(
-            store=store,
+            items=items,
             runs=runs,
             activities=ActivityLog(redis),
             references=references,
             l2=l2,
             publisher=publisher,
         )
-        index, recipes = CacheIndex(redis), RecipeStore(redis)
+        recipes = RecipeStore(redis)
         run_service = RunService(
             runs=runs,
-            store=store,
-            planner=Planner(effects=effects, recipes=recipes, assets=assets, store=store),
-            dispatcher=Dispatcher(store=store, index=index, publisher=publisher),
+            items=items,
+            planner=Planner(effects=effects, recipes=recipes, assets=assets, items=items),
+            scheduler=scheduler,
             publisher=publisher,
             waiter=RunWaiter(redis, runs),
             references=references,
@@ -185,11 +169,13 @@ class L1Plugin(InitPluginProtocol):
         return Services(
             run_service=run_service,
             cache_service=CacheService(
-                store=store,
-                index=index,
+                items=items,
+                index=CacheIndex(redis),
+                references=references,
                 publisher=publisher,
                 import_roots=settings.import_roots,
                 max_upload_bytes=settings.max_upload_bytes,
+                max_import_bytes=settings.max_import_bytes,
             ),
             publish_service=PublishService(
                 runs=run_service, l2=l2, references=references, public_url=settings.public_url
@@ -205,9 +191,10 @@ class L1Plugin(InitPluginProtocol):
                 assets=sorted(assets),
                 health=Health(nats="ok", redis="ok"),
             ),
-            health_check=HealthCheck(nc, redis),
+            health_check=HealthCheck(backbone.nc, redis),
             assets=assets,
-            dead_letters=DeadLetters(js),
+            dead_letters=DeadLetters(backbone.js),
             recipe_store=recipes,
             effects=effects,
+            lookups=Lookups(redis, assets),
         )

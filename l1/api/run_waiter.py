@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from l1 import keys
+from l1.runtime import sleep_unless
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from l1.run_store import RunStore
+    from l1.runs.store import RunStore
     from l1.schemas import Run
 
 __all__ = ["RunWaiter"]
@@ -51,8 +52,7 @@ class RunWaiter:
                             self._wake(message["data"].decode())
             except (RedisError, OSError) as error:
                 log.warning("finish notifications interrupted: %s", error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                await sleep_unless(stop, 1.0)
 
     async def wait(self, run_id: str, timeout: float) -> Run | None:
         """The run once it has finished, or as it is when ``timeout`` runs out."""

@@ -1,7 +1,7 @@
 """Run activities: which items each completed run used and made.
 
-The deletion rules read these; the run projector writes them when a run completes.
-Recording is idempotent, so a redelivered event changes nothing.
+The deletion rules read these; the run projector writes them when a run completes, in
+the same step as the run record and the references the activity holds.
 """
 
 from __future__ import annotations
@@ -11,17 +11,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from l1 import keys
-from l1.cache.references import References
 from l1.timestamps import micros
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["Activity", "ActivityLog", "ItemBeingDeleted"]
-
-
-class ItemBeingDeleted(Exception):
-    """An item of the activity is being deleted right now; record it again shortly."""
+__all__ = ["Activity", "ActivityLog"]
 
 
 class Activity(msgspec.Struct, kw_only=True):
@@ -54,20 +49,13 @@ class ActivityLog:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._references = References(redis)
 
-    async def record(self, activity: Activity) -> None:
-        """Store ``activity`` after referencing each of its items from the run.
-
-        Raises :class:`ItemBeingDeleted` when one of them is being deleted.
-        """
-        blocked = await self._references.hold(activity.run_id, activity.held)
-        if blocked is not None:
-            raise ItemBeingDeleted(blocked)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.activity(activity.run_id), _encoder.encode(activity))
-            pipe.zadd(keys.ACTIVITIES, {activity.run_id: micros(activity.completed_at)})
-            await pipe.execute()
+    @staticmethod
+    def entry(activity: Activity) -> tuple[str, bytes, tuple[str, tuple[str, int]]]:
+        """What recording ``activity`` writes: its key and value, and its place in the
+        index of activities (key, member and score)."""
+        member = (activity.run_id, micros(activity.completed_at))
+        return keys.activity(activity.run_id), _encoder.encode(activity), (keys.ACTIVITIES, member)
 
     async def get(self, run_id: str) -> Activity | None:
         """The activity of a run, or None."""

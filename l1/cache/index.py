@@ -6,7 +6,8 @@ truth about what exists; the index is for listing and metadata.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import msgspec
 
@@ -41,24 +42,40 @@ class CacheIndex:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
+    async def record(self, changes: Sequence[CacheItem | str]) -> None:
+        """Index each stored item (the first time it was stored is the one kept) and
+        forget each deleted one (a content hash) with its provenance, in order, in one
+        round trip."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for change in changes:
+                if isinstance(change, CacheItem):
+                    key, score = keys.cache_item(change.content_hash), micros(change.stored_at)
+                    pipe.set(key, _encoder.encode(change), nx=True)
+                    pipe.zadd(keys.CACHE_ITEMS, {change.content_hash: score}, nx=True)
+                    pipe.zadd(keys.CACHE_HASHES, {change.content_hash: 0})
+                else:
+                    pipe.delete(keys.cache_item(change), keys.provenance(change))
+                    pipe.zrem(keys.CACHE_ITEMS, change)
+                    pipe.zrem(keys.CACHE_HASHES, change)
+            await pipe.execute()
+
     async def record_stored(self, item: CacheItem) -> None:
         """Index ``item``; the first time it was stored is the one kept."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.cache_item(item.content_hash), _encoder.encode(item), nx=True)
-            pipe.zadd(keys.CACHE_ITEMS, {item.content_hash: micros(item.stored_at)}, nx=True)
-            await pipe.execute()
+        await self.record([item])
 
     async def record_deleted(self, content_hash: str) -> None:
         """Forget an item and its provenance."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.cache_item(content_hash), keys.provenance(content_hash))
-            pipe.zrem(keys.CACHE_ITEMS, content_hash)
-            await pipe.execute()
+        await self.record([content_hash])
 
     async def get(self, content_hash: str) -> CacheItem | None:
         """The index entry of an item, or None."""
         raw = await self._redis.get(keys.cache_item(content_hash))
         return None if raw is None else _item_decoder.decode(raw)
+
+    async def hashes(self) -> list[str]:
+        """Every indexed content hash."""
+        members = cast("list[bytes]", await self._redis.zrange(keys.CACHE_ITEMS, 0, -1))
+        return [m.decode() for m in members]
 
     async def page(self, *, limit: int, cursor: str | None) -> Page[CacheItem]:
         """Items, most recently stored first."""
@@ -69,19 +86,25 @@ class CacheIndex:
         items = [_item_decoder.decode(raw) for raw in raws if raw is not None]
         return Page(items=items, next_cursor=next_cursor)
 
-    async def record_step(self, cache_id: str, output_hash: str) -> None:
-        """Remember the output of a step, so that no run renders it again."""
-        await self._redis.set(keys.step(cache_id), output_hash)
+    @staticmethod
+    def step_entry(cache_id: str, output_hash: str) -> tuple[str, bytes]:
+        """What remembering the output of a step writes (key, value): no run renders
+        that step again."""
+        return keys.step(cache_id), output_hash.encode()
 
-    async def step_output(self, cache_id: str) -> str | None:
-        """The output a step with ``cache_id`` made before, if any."""
-        raw = await self._redis.get(keys.step(cache_id))
-        return raw.decode() if isinstance(raw, bytes) else raw
+    async def step_outputs(self, cache_ids: list[str]) -> dict[str, str]:
+        """The outputs the steps with ``cache_ids`` made before, where there are any."""
+        if not cache_ids:
+            return {}
+        found = await self._redis.mget([keys.step(cache_id) for cache_id in cache_ids])
+        raws = cast("list[bytes | None]", found)
+        return {c: raw.decode() for c, raw in zip(cache_ids, raws, strict=True) if raw}
 
-    async def record_provenance(self, provenance: Provenance) -> None:
-        """Keep the provenance of an output; the first record written stays."""
-        key = keys.provenance(provenance.output.content_hash)
-        await self._redis.set(key, _encoder.encode(provenance), nx=True)
+    @staticmethod
+    def provenance_entry(provenance: Provenance) -> tuple[str, bytes]:
+        """What keeping the provenance of an output writes (key, value); the first
+        record written stays."""
+        return keys.provenance(provenance.output.content_hash), _encoder.encode(provenance)
 
     async def provenance(self, content_hash: str) -> Provenance | None:
         """The provenance of an output, or None."""

@@ -10,6 +10,8 @@ deletion and a run that starts using the same item can never both succeed.
 from __future__ import annotations
 
 import enum
+import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,16 +24,25 @@ if TYPE_CHECKING:
 
 __all__ = ["Claim", "ClaimResult", "References"]
 
+# How long "nothing is marked published yet" is trusted before Redis is asked again.
+RECHECK_PUBLISHED = 0.5
+
 # A deletion that died half way must not hold its item forever.
 TOMBSTONE_SECONDS = 120
 
-# KEYS: refs:{h}, published set, tombstone:{h}.  ARGV: hash, tombstone ttl.
+# KEYS: refs:{h}, published set, tombstone:{h}.  ARGV: hash, tombstone ttl, claim token.
 _CLAIM = """
 local users = redis.call('SRANDMEMBER', KEYS[1], 10)
 if #users > 0 then return {'used', unpack(users)} end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return {'published'} end
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then return {'busy'} end
+if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[2]) then return {'busy'} end
 return {'claimed'}
+"""
+
+# KEYS: tombstone:{h}.  ARGV: claim token.  Only the claim's owner lifts it.
+_END = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # KEYS: n refs keys, then n tombstone keys.  ARGV: holder id, n.
@@ -55,10 +66,12 @@ class Claim(enum.StrEnum):
 
 
 class ClaimResult(msgspec.Struct, frozen=True):
-    """A claim's outcome and, when the item is used, some of the runs using it."""
+    """A claim's outcome; when the item is used, some of the runs using it; when
+    claimed, the claim's token (it names the deletion)."""
 
     outcome: Claim
     runs: list[str] = []
+    token: str = ""
 
 
 class References:
@@ -66,7 +79,10 @@ class References:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._any_published = False
+        self._next_check = 0.0
         self._claim = redis.register_script(_CLAIM)
+        self._end = redis.register_script(_END)
         self._hold = redis.register_script(_HOLD)
 
     async def hold(self, holder: str, items: Sequence[str]) -> str | None:
@@ -90,23 +106,45 @@ class References:
         members = await self._redis.smembers(keys.references(content_hash))
         return {m.decode() if isinstance(m, bytes) else m for m in members}
 
+    async def busy(self, content_hash: str) -> bool:
+        """True while the item is being stored or deleted."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.tombstone(content_hash))
+            pipe.smembers(keys.references(content_hash))
+            deleting, holders = await pipe.execute()
+        storing = any(h.startswith(b"storing:") for h in holders)
+        return bool(deleting) or storing
+
     async def claim_for_deletion(self, content_hash: str) -> ClaimResult:
         """Atomically check that nothing holds the item and mark it as being deleted."""
+        token = uuid.uuid4().hex
         reply = await self._claim(
             keys=[keys.references(content_hash), keys.PUBLISHED, keys.tombstone(content_hash)],
-            args=[content_hash, TOMBSTONE_SECONDS],
+            args=[content_hash, TOMBSTONE_SECONDS, token],
         )
         values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
-        return ClaimResult(Claim(values[0]), values[1:])
+        outcome = Claim(values[0])
+        return ClaimResult(outcome, values[1:], token if outcome is Claim.CLAIMED else "")
 
-    async def end_deletion(self, content_hash: str) -> None:
-        """Lift the tombstone once the item is gone (or the deletion gave up)."""
-        await self._redis.delete(keys.tombstone(content_hash))
+    async def end_deletion(self, content_hash: str, token: str) -> None:
+        """Lift the tombstone of the claim ``token`` once the item is gone (or the
+        deletion gave up)."""
+        await self._end(keys=[keys.tombstone(content_hash)], args=[token])
 
     async def mark_published(self, items: Sequence[str]) -> None:
         """Remember that L2 published ``items``: they may never be deleted."""
         if items:
             await self._redis.sadd(keys.PUBLISHED, *items)
+            self._any_published = True
+
+    async def any_published(self) -> bool:
+        """True once anything has been marked published. Marks are never taken back, so
+        a yes is kept; a no is asked again after :data:`RECHECK_PUBLISHED` seconds."""
+        now = time.monotonic()
+        if not self._any_published and now >= self._next_check:
+            self._any_published = bool(await self._redis.exists(keys.PUBLISHED))
+            self._next_check = now + RECHECK_PUBLISHED
+        return self._any_published
 
     async def published_marks(self, items: Sequence[str]) -> list[str]:
         """Those of ``items`` marked published."""

@@ -1,21 +1,35 @@
-"""Commands about runs: ``render``, ``runs``, ``run``."""
+"""Commands about runs: ``render``, ``runs``, ``run``, ``cancel``, ``retry``..."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from l1.cli.common import console, pass_client, print_kept, short
-from l1.client import L1Client
+from l1.cli.common import (
+    Column,
+    current_target,
+    default_server,
+    echo_json,
+    first,
+    json_option,
+    note,
+    pass_client,
+    print_kept,
+    show_list,
+)
+
+if TYPE_CHECKING:
+    from l1.client import L1Client
 
 __all__ = ["COMMANDS"]
 
 TERMINAL = {"completed", "failed", "cancelled"}
+# Exit status after Ctrl-C, as a shell reports a command ended by SIGINT.
+INTERRUPTED = 130
 
 
 @click.command()
@@ -43,11 +57,16 @@ def render(
 ) -> None:
     """Render RECIPE (an effect, a registered recipe or a recipe file) over INPUTS.
 
-    Inputs are content hashes, asset names or local files (uploaded first), given in
-    order or as -i NAME=INPUT. Params: -p radius=3, or -p node.param=value for a recipe.
+    Inputs are content hashes (or unique prefixes), asset names or local files
+    (uploaded first), given in order or as -i NAME=INPUT. Params: -p radius=3, or
+    -p node.param=value for a recipe (`l1 effects NAME` lists an effect's).
+
+    Prints the run id; with --sync, the run id on stderr at once and, once the run
+    completes, the output hash alone on stdout. Ctrl-C stops waiting, not the run.
     """
-    if Path(recipe).is_file():
-        recipe = client.register_recipe(Path(recipe).read_bytes())["name"]
+    recipe_file = _local_file(recipe)
+    if recipe_file is not None:
+        recipe = client.register_recipe(recipe_file.read_bytes())["name"]
     bound: list[str] | dict[str, str] = [_as_input(client, value) for value in inputs]
     if named:
         if bound:
@@ -58,14 +77,31 @@ def render(
     values = {k: _value(v) for k, v in (_pair(item, "-p") for item in params)}
     run = client.submit(recipe, bound, output_name=output_name, params=values)
     if not sync:
-        console.print(run["run_id"])
+        click.echo(run["run_id"])
         return
-    run = _follow(client, run, timeout)
+    note(f"run {run['run_id']} {run['status']}")
+    try:
+        run = _follow(client, run, timeout)
+    except KeyboardInterrupt:
+        # Other clients may be waiting on the same run: it is theirs too, so it goes on.
+        cancel = f"l1 cancel {run['run_id']}{_server_flag()}"
+        note(f"run {run['run_id']} keeps rendering; cancel it with: {cancel}")
+        sys.exit(INTERRUPTED)
+    if run["status"] not in TERMINAL:
+        raise click.ClickException(
+            f"run {run['run_id']} is still {run['status']} after {timeout:g}s; "
+            f"wait for it with: l1 run {run['run_id']} --wait 300{_server_flag()}"
+        )
     if run["status"] != "completed":
         raise click.ClickException(f"run {run['run_id']} {run['status']}: {run.get('error')}")
     output = run["output_hash"]
-    console.print(output)
-    console.print(f"[dim]fetch: {client.base_url}/cache/{output}  or  l1 fetch {output} -o FILE[/]")
+    click.echo(output)
+    note(f"fetch: {client.base_url}/cache/{output}  or  l1 fetch {output[:12]} -o FILE")
+
+
+def _server_flag() -> str:
+    server = current_target(click.get_current_context()).server
+    return "" if server == default_server() else f" --server {server}"
 
 
 def _pair(item: str, flag: str) -> tuple[str, str]:
@@ -83,44 +119,73 @@ def _value(text: str) -> Any:
         return text
 
 
-def _as_input(client: L1Client, value: str) -> str:
-    path = Path(value)
+def _local_file(value: str) -> Path | None:
+    """The file ``value`` names, if it names one; an error if it looks like a path
+    that is not a file. Names and hashes never hold a dot or a slash; paths do."""
+    path = Path(value).expanduser()
     if path.is_file():
+        return path
+    if "/" in value or "." in value or value.startswith("~"):
+        if path.exists():
+            raise click.ClickException(f"not a file: {value}")
+        raise click.ClickException(f"no such file: {value}")
+    return None
+
+
+def _as_input(client: L1Client, value: str) -> str:
+    path = _local_file(value)
+    if path is not None:
         return str(client.upload(path)["content_hash"])
     return value
 
 
 def _follow(client: L1Client, run: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Wait for the run to finish, with a progress bar when a person watches stderr."""
+    if not sys.stderr.isatty():
+        return _poll(client, run, timeout, lambda _: None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from l1.cli.common import console
+
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
         task = progress.add_task(run["status"], total=100)
-        waited = 0.0
-        while run["status"] not in TERMINAL and waited < timeout:
-            # Long-poll: the server answers as soon as the run finishes.
-            run = client.run(run["run_id"], wait=2.0)
-            waited += 2.0
-            progress.update(task, description=run["status"], completed=run.get("progress") or 0)
+
+        def show(current: dict[str, Any]) -> None:
+            completed = current.get("progress") or 0
+            progress.update(task, description=current["status"], completed=completed)
+
+        return _poll(client, run, timeout, show)
+
+
+def _poll(client: L1Client, run: dict[str, Any], timeout: float, show: Any) -> dict[str, Any]:
+    waited = 0.0
+    while run["status"] not in TERMINAL and waited < timeout:
+        # Long-poll: the server answers as soon as the run finishes.
+        run = client.run(run["run_id"], wait=2.0)
+        waited += 2.0
+        show(run)
     return run
 
 
 @click.command(name="runs")
 @click.option("--status", default=None, help="Only runs in this status.")
-@click.option("--limit", default=50, show_default=True, help="How many to show.")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many to show."
+)
+@json_option
 @pass_client
-def list_runs(client: L1Client, status: str | None, limit: int) -> None:
+def list_runs(client: L1Client, status: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    table = Table("run", "recipe", "status", "created", "output")
-    for index, run in enumerate(client.runs(status=status, limit=min(limit, 1000))):
-        if index >= limit:
-            break
-        table.add_row(
-            short(run["run_id"]),
-            run["recipe"],
-            run["status"],
-            run["created_at"],
-            short(run.get("output_hash")),
-        )
-    console.print(table)
+    found = first(client.runs(status=status, limit=min(limit, 1000)), limit)
+    columns = [
+        Column("run", lambda r: r["run_id"], is_id=True),
+        Column("recipe", lambda r: r["recipe"]),
+        Column("status", lambda r: r["status"]),
+        Column("created", lambda r: r["created_at"], is_time=True),
+        Column("output", lambda r: r.get("output_hash"), is_id=True),
+    ]
+    show_list(found, columns, as_json=as_json, empty="no runs")
 
 
 @click.command(name="run")
@@ -128,8 +193,8 @@ def list_runs(client: L1Client, status: str | None, limit: int) -> None:
 @click.option("--wait", default=0.0, help="Seconds to wait for it to finish.")
 @pass_client
 def show_run(client: L1Client, run_id: str, wait: float) -> None:
-    """Show one run as JSON."""
-    console.print_json(data=client.run(run_id, wait=wait))
+    """Show one run as JSON (RUN_ID or a unique prefix of it)."""
+    echo_json(client.run(run_id, wait=wait))
 
 
 @click.command()
@@ -140,9 +205,9 @@ def discard(client: L1Client, run_id: str, cancel: bool) -> None:
     """Discard a run and delete the items it leaves orphaned and unpublished."""
     report = client.discard(run_id, cancel=cancel)
     for content_hash in report["deleted"]:
-        console.print(f"deleted {content_hash}")
+        click.echo(f"deleted {content_hash}")
     print_kept(report["kept"])
-    console.print(f"discarded {run_id}")
+    click.echo(f"discarded {report['run_id']}")
 
 
 @click.command()
@@ -150,7 +215,8 @@ def discard(client: L1Client, run_id: str, cancel: bool) -> None:
 @pass_client
 def cancel(client: L1Client, run_id: str) -> None:
     """Cancel a pending or running run."""
-    console.print(f"{run_id} {client.cancel(run_id)['status']}")
+    run = client.cancel(run_id)
+    click.echo(f"{run['run_id']} {run['status']}")
 
 
 @click.command()
@@ -159,7 +225,7 @@ def cancel(client: L1Client, run_id: str) -> None:
 def publish(client: L1Client, run_id: str) -> None:
     """Ask L2 to publish a completed run."""
     report = client.publish(run_id)
-    console.print(f"published {run_id}: {', '.join(report['published'])}")
+    click.echo(f"published {report['run_id']}: {', '.join(report['published'])}")
 
 
 @click.command()
@@ -168,30 +234,24 @@ def publish(client: L1Client, run_id: str) -> None:
 def retry(client: L1Client, run_id: str) -> None:
     """Send a failed or cancelled run to the workers again."""
     run = client.retry(run_id)
-    console.print(f"{run_id} {run['status']} (attempt generation {run['generation']})")
+    click.echo(f"{run['run_id']} {run['status']} (attempt generation {run['generation']})")
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True, help="How many to show.")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many to show."
+)
+@json_option
 @pass_client
-def dead(client: L1Client, limit: int) -> None:
+def dead(client: L1Client, limit: int, as_json: bool) -> None:
     """List render requests that could never succeed, newest first."""
-    table = Table("run", "recipe", "reason")
-    for letter in client.dead(limit=limit):
-        table.add_row(letter["run_id"], letter["recipe"], letter["reason"])
-    console.print(table)
+    columns = [
+        Column("run", lambda d: d["run_id"], is_id=True),
+        Column("recipe", lambda d: d["recipe"]),
+        Column("reason", lambda d: d["reason"]),
+    ]
+    found = first(client.dead(limit=min(limit, 1000)), limit)
+    show_list(found, columns, as_json=as_json, empty="no dead render requests")
 
 
-@click.command()
-@pass_client
-def recipes(client: L1Client) -> None:
-    """List registered recipes and the effects that can be used as recipes."""
-    table = Table("name", "kind", "version", "description")
-    for effect in client.effects():
-        table.add_row(effect["name"], "effect", effect["version"], effect["description"])
-    for stored in client.recipes():
-        table.add_row(stored["name"], "recipe", stored["version"], stored["description"])
-    console.print(table)
-
-
-COMMANDS = [render, list_runs, show_run, discard, cancel, publish, retry, dead, recipes]
+COMMANDS = [render, list_runs, show_run, discard, cancel, publish, retry, dead]

@@ -1,2 +1,2 @@
-"""Lifecycle events: subjects, streams and consumers, schemas, and the subscribers that
-project them into Redis."""
+"""Lifecycle events on NATS JetStream: subjects, streams and consumers, event schemas,
+the publisher, and the subscribers that hand events to the projectors."""

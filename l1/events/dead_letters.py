@@ -31,14 +31,15 @@ class DeadLetters:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
 
-    async def latest(self, *, limit: int) -> list[DeadLetter]:
-        """Up to ``limit`` dead letters, the most recent first."""
+    async def latest(self, *, limit: int, before: int | None = None) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, the most recent first; with ``before``, only
+        those older than the one with that sequence number."""
         try:
             info = await self._js.stream_info(DEAD_STREAM)
         except NotFoundError:
             return []
         letters: list[DeadLetter] = []
-        sequence = info.state.last_seq
+        sequence = info.state.last_seq if before is None else min(before - 1, info.state.last_seq)
         # An empty stream reports first_seq 0, and there is no message 0 to ask for.
         while sequence >= max(info.state.first_seq, 1) and len(letters) < limit:
             try:

@@ -16,6 +16,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from l1.events import subjects
+from l1.events.transient import patiently
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CACHE_PROJECTOR",
     "EVENTS_STREAM",
+    "READY_WITHIN",
     "RENDER_STREAM",
     "RUN_PROJECTOR",
     "WORKERS",
@@ -39,12 +41,18 @@ WORKERS = "workers"
 RUN_PROJECTOR = "run-projector"
 CACHE_PROJECTOR = "cache-projector"
 
-# JetStream drops a request whose Nats-Msg-Id it saw within this window.
-DUPLICATE_WINDOW = 600.0
+# A cluster's servers accept connections before they have elected their leaders.
+READY_WITHIN = 120.0
+
+# JetStream drops a message whose Nats-Msg-Id it saw within this window: long enough for
+# a publish retried after a lost acknowledgement (seconds), short enough that the ids it
+# keeps cost the server little. Requests sent again on purpose are new copies anyway.
+DUPLICATE_WINDOW = 120.0
 
 
-def stream_configs() -> list[StreamConfig]:
-    """The three streams: render work queue, lifecycle events, and dead letters."""
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The three streams: render work queue, lifecycle events, and dead letters, each
+    kept on ``replicas`` servers of a cluster (``L1_REPLICAS``)."""
     return [
         StreamConfig(
             name=RENDER_STREAM,
@@ -52,6 +60,7 @@ def stream_configs() -> list[StreamConfig]:
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=EVENTS_STREAM,
@@ -60,6 +69,7 @@ def stream_configs() -> list[StreamConfig]:
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW,
             max_age=30 * 24 * 3600.0,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=DEAD_STREAM,
@@ -67,6 +77,7 @@ def stream_configs() -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW,
+            num_replicas=replicas,
         ),
     ]
 
@@ -108,8 +119,19 @@ def consumer_configs(settings: Settings) -> dict[str, list[ConsumerConfig]]:
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update every stream and consumer; safe to call from every process."""
-    for config in stream_configs():
+    """Create or update every stream and consumer; safe to call from every process,
+    and while a cluster is still starting (for up to :data:`READY_WITHIN` seconds)."""
+    await patiently(
+        lambda: _declare(js, settings),
+        within=READY_WITHIN,
+        what="declaring streams",
+        # A stream another server just created may not be known here yet.
+        also=(NotFoundError,),
+    )
+
+
+async def _declare(js: JetStreamContext, settings: Settings) -> None:
+    for config in stream_configs(settings.replicas):
         try:
             await js.stream_info(config.name)  # type: ignore[arg-type]
         except NotFoundError:

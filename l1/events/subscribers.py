@@ -1,164 +1,98 @@
-"""Subscribers: project lifecycle events into Redis.
+"""The subscribers: durable consumers of ``L1_EVENTS`` that hand each fetched batch of
+events to a handler (a projector) until stopped.
 
-Every handler is idempotent and order-tolerant: see :mod:`l1.events.projections`.
+A handler gets the batch in stream order and says, for each event, whether it was
+applied. An event it could not apply yet (an item being deleted), and every later event
+of the same run or item, is handed back with a delay, so they come back in order; a
+handler that fails outright (Redis down) hands back the whole batch. Nothing is
+skipped. A payload that does not decode is terminated.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+from redis.exceptions import RedisError
 
-from l1.cache.activities import Activity
-from l1.cache.index import CacheItem
-from l1.events import projections
-from l1.events.schemas import (
-    CacheDeleted,
-    CacheEvent,
-    CacheStored,
-    RunCancelled,
-    RunCompleted,
-    RunDiscarded,
-    RunEvent,
-    RunFailed,
-    RunProgress,
-    RunStarted,
-    RunSubmitted,
-)
-from l1.schemas import RunStatus
+from l1.events.consumer import batches
+from l1.events.streams import EVENTS_STREAM
 
 if TYPE_CHECKING:
-    from l1.cache.activities import ActivityLog
-    from l1.cache.index import CacheIndex
-    from l1.cache.references import References
-    from l1.cache.store import ContentStore
-    from l1.dispatch import Dispatcher
-    from l1.run_store import RunStore
-    from l1.schemas import Run
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
 
-__all__ = ["CacheProjector", "RunProjector"]
+__all__ = ["Subscriber", "Subscribers"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 512
+RETRY_DELAY = 1.0
+
+Handler = Callable[[list[Any]], Awaitable[list[bool]]]
 
 
-class RunProjector:
-    """Keeps run records, activities and provenance current from ``l1.runs.>``, and
-    sends each run's next steps as earlier ones finish."""
+@dataclass(frozen=True)
+class Subscriber:
+    """One durable consumer and what is done with its events."""
 
-    def __init__(
-        self,
-        *,
-        runs: RunStore,
-        activities: ActivityLog,
-        references: References,
-        index: CacheIndex,
-        store: ContentStore,
-        dispatcher: Dispatcher,
-    ) -> None:
-        self._runs = runs
-        self._activities = activities
-        self._references = references
-        self._index = index
-        self._store = store
-        self._dispatcher = dispatcher
+    durable: str
+    decoder: msgspec.json.Decoder[Any]
+    handler: Handler
 
-    async def handle(self, event: RunEvent) -> None:
-        """Apply one event."""
-        match event:
-            case RunSubmitted():
-                await self._runs.update(
-                    event.run_id, lambda r: projections.apply_submitted(r, event)
-                )
-            case RunStarted():
-                await self._runs.update(event.run_id, lambda r: projections.apply_started(r, event))
-            case RunProgress(output_hash=str()):
-                await self._step_done(event)
-            case RunProgress():
-                await self._runs.update(
-                    event.run_id, lambda r: projections.apply_progress(r, event)
-                )
-            case RunCompleted():
-                await self._completed(event)
-            case RunFailed():
-                await self._runs.update(event.run_id, lambda r: projections.apply_failed(r, event))
-            case RunCancelled():
-                await self._runs.update(
-                    event.run_id, lambda r: projections.apply_cancelled(r, event)
-                )
-            case RunDiscarded():
-                pass  # the discard itself removed the run; nothing is left to project
 
-    async def _step_done(self, event: RunProgress) -> None:
-        assert event.output_hash is not None
-        # Held until the run finishes, so the next step finds its input.
-        await self._references.hold(event.run_id, [event.output_hash])
-        run = await self._runs.update(event.run_id, lambda r: projections.apply_progress(r, event))
-        if run is None or run.generation != event.generation:
-            return
-        step = next((s for s in run.steps if s.node_id == event.node_id), None)
-        if step is not None:
-            await self._index.record_step(step.cache_id, event.output_hash)
-        await self._send_ready(run)
+class Subscribers:
+    """Runs subscribers side by side until stopped."""
 
-    async def _send_ready(self, run: Run, *, suffix: str = "") -> None:
-        prepared, requests = await self._dispatcher.prepare(run)
-        if requests or prepared.steps != run.steps:
-            await self._runs.update(run.run_id, lambda r: projections.merge_dispatched(r, prepared))
-        await self._dispatcher.send(requests, suffix=suffix)
+    def __init__(self, js: JetStreamContext, subscribers: list[Subscriber]) -> None:
+        self._js = js
+        self._subscribers = subscribers
 
-    async def _completed(self, event: RunCompleted) -> None:
-        run = await self._runs.get(event.run_id)
-        if run is None or event.generation < run.generation:
-            return  # discarded, or retried since: this render no longer counts
-        if run.status.terminal and run.status is not RunStatus.COMPLETED:
-            return  # cancelled or failed first: the output stays an orphan
-        provenance = event.provenance
-        await self._index.record_provenance(provenance)
-        # The activity comes first: once the run reads "completed", its items are held.
-        # Raises ItemBeingDeleted while one is being deleted; the event then comes back.
-        intermediates = [h for h in run.intermediates if h != event.output_hash]
-        await self._activities.record(
-            Activity(
-                run_id=event.run_id,
-                inputs=[i.content_hash for i in provenance.inputs],
-                output=event.output_hash,
-                intermediates=intermediates,
-                completed_at=event.at,
-            )
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set."""
+        async with asyncio.TaskGroup() as group:
+            for subscriber in self._subscribers:
+                group.create_task(self._consume(subscriber, stop))
+
+    async def _consume(self, subscriber: Subscriber, stop: asyncio.Event) -> None:
+        async def room() -> int:
+            return BATCH
+
+        pulled = batches(
+            self._js, stream=EVENTS_STREAM, durable=subscriber.durable, stop=stop, room=room
         )
-        if not self._store.exists(event.output_hash):
-            # Deleted between the render and this moment: render it again rather than
-            # report a completed run whose output is gone.
-            again = msgspec.structs.replace(
-                run,
-                steps=[*run.steps[:-1], msgspec.structs.replace(run.steps[-1], status="pending")],
-            )
-            await self._send_ready(again, suffix=f".again.{event.event_id}")
-            return
-        if run.steps:
-            await self._index.record_step(run.steps[-1].cache_id, event.output_hash)
-        await self._runs.update(event.run_id, lambda r: projections.apply_completed(r, event))
-        # Intermediates stay listed in the activity but no longer held: they can be
-        # rendered again, so the deletion rules treat them as deletable.
-        held = {*(i.content_hash for i in provenance.inputs), event.output_hash}
-        await self._references.release(event.run_id, [h for h in intermediates if h not in held])
+        async with aclosing(pulled) as messages:
+            async for batch in messages:
+                await _apply(batch, subscriber)
 
 
-class CacheProjector:
-    """Keeps the cache index current from ``l1.cache.>``."""
-
-    def __init__(self, index: CacheIndex) -> None:
-        self._index = index
-
-    async def handle(self, event: CacheEvent) -> None:
-        """Apply one event."""
-        match event:
-            case CacheStored():
-                await self._index.record_stored(
-                    CacheItem(
-                        content_hash=event.content_hash,
-                        size=event.size,
-                        content_type=event.content_type,
-                        stored_at=event.at,
-                    )
-                )
-            case CacheDeleted():
-                await self._index.record_deleted(event.content_hash)
+async def _apply(messages: list[Msg], subscriber: Subscriber) -> None:
+    decoded: list[tuple[Msg, Any]] = []
+    for msg in messages:
+        try:
+            decoded.append((msg, subscriber.decoder.decode(msg.data)))
+        except msgspec.ValidationError as error:
+            log.error("dropping malformed event on %s: %s", msg.subject, error)
+            await msg.term()
+    try:
+        applied = await subscriber.handler([event for _, event in decoded])
+    except RedisError as error:
+        log.warning("%s: projecting later: %r", subscriber.durable, error)
+        applied = [False] * len(decoded)
+    except Exception:
+        log.exception("%s: projecting failed; the events will be redelivered", subscriber.durable)
+        applied = [False] * len(decoded)
+    # An event not applied holds back every later one about the same run or item.
+    held_back: set[str] = set()
+    for (msg, _), done in zip(decoded, applied, strict=True):
+        key = msg.subject.split(".")[2]  # l1.<kind>.<id>.<event>
+        if done and key not in held_back:
+            await msg.ack()
+        else:
+            held_back.add(key)
+            await msg.nak(delay=RETRY_DELAY)

@@ -1,28 +1,28 @@
-"""Rendering one request: read the inputs from the cache, run the effect in a pool,
-store the output, and describe how it was made."""
+"""Rendering one request: find the inputs in the cache, render in a process of its own
+(or, for an effect that only passes files along, right here), store the output, and
+describe how it was made."""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from l1.effects import RenderContext
 from l1.errors import L1Error
-from l1.schemas import NamedHash, Provenance
+from l1.schemas import NamedHash, Provenance, StoredItem
 from l1.timestamps import utc_now
-from l1.workers.effects.media import MediaError
 from l1.workers.infrastructure import infrastructure
+from l1.workers.processes import RenderRefused
 
 if TYPE_CHECKING:
-    from l1.cache.store import ContentStore, StoredItem
+    from l1.cache.items import Items
+    from l1.effects import Effect, EffectRegistry, Progress
     from l1.schemas import RenderRequest
-    from l1.workers.effects import Effect, EffectRegistry
-    from l1.workers.effects.registry import Progress
+    from l1.workers.processes import RenderProcesses
 
 __all__ = ["PermanentRenderError", "RenderResult", "Renderer"]
 
@@ -42,12 +42,25 @@ class Renderer:
     """Turns render requests into stored outputs."""
 
     def __init__(
-        self, *, store: ContentStore, effects: EffectRegistry, executor: Executor, actor: str
+        self,
+        *,
+        items: Items,
+        effects: EffectRegistry,
+        processes: RenderProcesses,
+        actor: str,
     ) -> None:
-        self._store = store
+        self._items = items
+        self._store = items.store
         self._effects = effects
-        self._executor = executor
+        self._processes = processes
         self._actor = actor
+
+    def quick(self, request: RenderRequest) -> bool:
+        """True when rendering ``request`` only passes a file along (an inline effect,
+        or an output already known)."""
+        if request.known_output and self._store.exists(request.known_output):
+            return True
+        return request.effect in self._effects and self._effects.get(request.effect).inline
 
     async def render(self, request: RenderRequest, *, progress: Progress) -> RenderResult:
         """Render one step; raises :class:`PermanentRenderError` when it can never succeed.
@@ -56,16 +69,37 @@ class Renderer:
         rendered again: only its provenance is written for this run.
         """
         effect = self._effect(request)
-        if request.known_output and self._store.exists(request.known_output):
-            output = await asyncio.to_thread(self._store.describe, request.known_output)
+        if request.known_output and await self._items.contains(request.known_output):
+            output = await self._items.describe(request.known_output)
         else:
-            inputs = [self._input_path(ref.content_hash) for ref in request.inputs]
-            params = _params(effect, request)
-            loop = asyncio.get_running_loop()
-            output = await loop.run_in_executor(
-                self._executor, self._render_and_store, effect, inputs, params, progress
-            )
+            hashes = [ref.content_hash for ref in request.inputs]
+            with self._items.using(hashes):
+                # A render reads its inputs through: checking them first costs little.
+                verify = not effect.inline
+                inputs = [await self._input_path(h, verify=verify) for h in hashes]
+                output = await self._render(effect, inputs, request, progress)
+                # The other hosts can read it before anyone is told it exists.
+                await self._items.share(output)
         return RenderResult(output=output, provenance=self._provenance(request, effect, output))
+
+    async def _render(
+        self, effect: Effect, inputs: list[Path], request: RenderRequest, progress: Progress
+    ) -> StoredItem:
+        if effect.inline:
+            params = _params(effect, request)
+            produced = effect.load()(inputs, self._store.scratch, params, RenderContext())
+            if (known := self._store.stored_hash_of(produced)) is not None:
+                # Already in the store (identity): a stat and a header read, no copy.
+                return self._store.describe(known)
+            try:
+                return await asyncio.to_thread(self._store.put_file, produced)
+            finally:
+                if produced.parent == self._store.scratch:  # made for this render alone
+                    produced.unlink(missing_ok=True)
+        try:
+            return await self._processes.render(effect, inputs, request.params, progress=progress)
+        except RenderRefused as error:
+            raise PermanentRenderError(str(error)) from None
 
     def _effect(self, request: RenderRequest) -> Effect:
         try:
@@ -79,21 +113,11 @@ class Renderer:
             )
         return effect
 
-    def _input_path(self, content_hash: str) -> Path:
+    async def _input_path(self, content_hash: str, *, verify: bool) -> Path:
         try:
-            return self._store.open_path(content_hash)
+            return await self._items.local_path(content_hash, verify=verify)
         except L1Error as error:
             raise PermanentRenderError(f"input missing: {error}") from None
-
-    def _render_and_store(
-        self, effect: Effect, inputs: list[Path], params: msgspec.Struct, progress: Progress
-    ) -> StoredItem:
-        with tempfile.TemporaryDirectory(dir=self._store.root / "tmp") as workdir:
-            try:
-                produced = effect.render(inputs, Path(workdir), params, progress)
-            except MediaError as error:
-                raise PermanentRenderError(f"{effect.name}: {error}") from None
-            return self._store.put_file(produced)
 
     def _provenance(self, request: RenderRequest, effect: Effect, output: StoredItem) -> Provenance:
         return Provenance(

@@ -1,24 +1,29 @@
-"""``/cache``: the content-addressed store over HTTP."""
+"""``/cache``: the content-addressed store over HTTP.
+
+Wherever a path names an item, a unique prefix of its hash (at least 4 characters) or
+the name of an asset (``cat``) will do.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, head, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import FromPath, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import File, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from l1.api.downloads import file_response
+from l1.api.downloads import file_response, whole_file
+from l1.api.lookups import Lookups
+from l1.api.openapi import UploadBody
 from l1.api.services.cache import CacheService
+from l1.api.services.deletion import DeletionRules, GcReport, ItemMeta
 from l1.api.uploads import FRAMING_ALLOWANCE, limited, multipart_file
-from l1.cache.deletion import DeletionRules, GcReport, ItemMeta
 from l1.cache.index import CacheItem
-from l1.cache.store import StoredItem
-from l1.errors import InvalidInput
-from l1.schemas import Page, Provenance
+from l1.errors import InvalidInput, TooLarge
+from l1.schemas import Page, Provenance, StoredItem
 
 __all__ = ["CacheController"]
 
@@ -28,7 +33,10 @@ Cursor = Annotated[
 ]
 Cache = NamedDependency[CacheService]
 Rules = NamedDependency[DeletionRules]
-Hash = FromPath[str]
+Ids = NamedDependency[Lookups]
+Hash = Annotated[
+    str, PathParameter(description="A content hash, a unique prefix of one, or an asset name")
+]
 
 
 def _stored(item: StoredItem) -> Response[StoredItem]:
@@ -50,9 +58,10 @@ class CacheController(Controller):
 
     @get("/{content_hash:str}", summary="Download an item")
     async def download(
-        self, request: Request, content_hash: Hash, cache_service: Cache
+        self, request: Request, content_hash: Hash, cache_service: Cache, lookups: Ids
     ) -> Response[bytes] | File | Stream:
         """The item's bytes; ``ETag`` is its hash, ``Range`` requests get 206."""
+        content_hash = await lookups.content_hash(content_hash)
         path, item = await cache_service.locate(content_hash)
         return file_response(
             path,
@@ -63,20 +72,29 @@ class CacheController(Controller):
             if_none_match=request.headers.get("if-none-match"),
         )
 
+    @head("/{content_hash:str}", summary="An item's size, type and ETag")
+    async def describe(self, content_hash: Hash, cache_service: Cache, lookups: Ids) -> File:
+        """The headers a download would have, without the bytes."""
+        content_hash = await lookups.content_hash(content_hash)
+        path, item = await cache_service.locate(content_hash)
+        return whole_file(path, etag=content_hash, content_type=item.content_type)
+
     @get("/{content_hash:str}/provenance", summary="How an output was made")
-    async def provenance(self, content_hash: Hash, cache_service: Cache) -> Provenance:
+    async def provenance(
+        self, content_hash: Hash, cache_service: Cache, lookups: Ids
+    ) -> Provenance:
         """The provenance record of an output."""
-        return await cache_service.provenance(content_hash)
+        return await cache_service.provenance(await lookups.content_hash(content_hash))
 
     @get("/{content_hash:str}/meta", summary="Who holds an item, and can it be deleted")
-    async def meta(self, content_hash: Hash, deletion_rules: Rules) -> ItemMeta:
+    async def meta(self, content_hash: Hash, deletion_rules: Rules, lookups: Ids) -> ItemMeta:
         """The runs using the item, whether it is published, and whether it may be deleted."""
-        return await deletion_rules.meta(content_hash)
+        return await deletion_rules.meta(await lookups.content_hash(content_hash))
 
     @delete("/{content_hash:str}", summary="Delete an item")
-    async def delete_item(self, content_hash: Hash, deletion_rules: Rules) -> None:
+    async def delete_item(self, content_hash: Hash, deletion_rules: Rules, lookups: Ids) -> None:
         """204 when deleted; 409 naming the rule that forbids it; 503 if L2 cannot be asked."""
-        await deletion_rules.delete(content_hash)
+        await deletion_rules.delete(await lookups.content_hash(content_hash))
 
     @post("/gc", summary="Delete every item the rules allow", status_code=HTTP_200_OK)
     async def collect(
@@ -96,15 +114,19 @@ class CacheController(Controller):
         """Store the file at ``path``, which must lie under one of ``L1_IMPORT_ROOTS``."""
         return _stored(await cache_service.import_path(path))
 
-    @post("/", summary="Upload an item", request_max_body_size=None)
+    @post("/", summary="Upload an item", request_max_body_size=None, operation_class=UploadBody)
     async def upload(self, request: Request, cache_service: Cache) -> Response[StoredItem]:
         """Store the request body, sent raw or as the one file of a multipart form.
 
         201 when the item is new, 200 when the cache already held it; 413 past
-        ``L1_MAX_UPLOAD_BYTES``.
+        ``L1_MAX_UPLOAD_BYTES``, at once when ``Content-Length`` says so.
         """
         limit = cache_service.max_upload_bytes
         content_type, options = request.content_type
+        # Before reading a byte (and before "100 Continue"): a body announced too large.
+        allowance = FRAMING_ALLOWANCE if content_type == RequestEncodingType.MULTI_PART else 0
+        if (request.content_length or 0) > limit + allowance:
+            raise TooLarge(f"upload is larger than the limit of {limit} bytes")
         if content_type == RequestEncodingType.MULTI_PART:
             body = limited(request.stream(), limit + FRAMING_ALLOWANCE)
             if "boundary" not in options:

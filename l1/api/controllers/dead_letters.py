@@ -8,7 +8,9 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from l1.errors import InvalidInput
 from l1.events.dead_letters import DeadLetter, DeadLetters
+from l1.schemas import Page
 
 __all__ = ["DeadLetterController"]
 
@@ -24,6 +26,22 @@ class DeadLetterController(Controller):
         self,
         dead_letters: NamedDependency[DeadLetters],
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    ) -> list[DeadLetter]:
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=20, description="From a previous page's `next_cursor`"),
+        ] = None,
+    ) -> Page[DeadLetter]:
         """The most recent dead letters, each with the reason its run failed."""
-        return await dead_letters.latest(limit=limit)
+        letters = await dead_letters.latest(limit=limit, before=_sequence(cursor))
+        # A page cut short by the limit may have more behind it; the cursor is the
+        # sequence number of its last letter.
+        last = letters[-1].sequence if len(letters) == limit else None
+        return Page(items=letters, next_cursor=None if last is None or last <= 1 else str(last))
+
+
+def _sequence(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) < 1:
+        raise InvalidInput("cursor is not one this server gave out")
+    return int(cursor)

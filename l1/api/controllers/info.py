@@ -8,7 +8,8 @@ from litestar.di import NamedDependency
 
 from l1.api.health import Health, HealthCheck
 from l1.assets import Asset
-from l1.workers.effects import EffectInfo
+from l1.effects import EffectInfo
+from l1.schemas import Page
 
 __all__ = ["InfoController", "ServerInfo"]
 
@@ -50,6 +51,6 @@ class InfoController(Controller):
         return {"live": True}
 
     @get("/assets", summary="Known named assets")
-    async def assets(self, assets: NamedDependency[dict[str, Asset]]) -> list[Asset]:
-        """Named media a run may use in place of a hash."""
-        return list(assets.values())
+    async def assets(self, assets: NamedDependency[dict[str, Asset]]) -> Page[Asset]:
+        """Named media a run may use in place of a hash: every one, in one page."""
+        return Page(items=list(assets.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from litestar import Controller, Request, get, post
@@ -9,11 +10,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
+from l1.api.openapi import RecipeBody
+from l1.effects import EffectInfo, EffectRegistry
 from l1.errors import NotFound
-from l1.recipe_store import RecipeStore, StoredRecipe
-from l1.recipes import parse_recipe
+from l1.runs.recipe_store import RecipeStore, StoredRecipe
+from l1.runs.recipes import parse_recipe
 from l1.schemas import Page
-from l1.workers.effects import EffectInfo, EffectRegistry
 
 __all__ = ["EffectController", "RecipeController"]
 
@@ -27,12 +29,19 @@ class RecipeController(Controller):
     path = "/recipes"
     tags = ["recipes"]
 
-    @post("/", summary="Register a recipe", status_code=HTTP_201_CREATED)
+    @post(
+        "/",
+        summary="Register a recipe",
+        status_code=HTTP_201_CREATED,
+        operation_class=RecipeBody,
+    )
     async def register(
         self, request: Request, recipe_store: Recipes, effects: Effects
     ) -> StoredRecipe:
-        """Register the YAML (or JSON) recipe in the body; 422 names the node at fault."""
-        recipe = parse_recipe(await request.body(), effects)
+        """Register the YAML (or JSON) recipe in the body; 422 names the node at fault,
+        409 a name that belongs to an effect."""
+        # Off the event loop: parsing is CPU work, bounded by the body limit.
+        recipe = await asyncio.to_thread(parse_recipe, await request.body(), effects)
         return await recipe_store.put(recipe)
 
     @get("/", summary="List recipes")
@@ -61,6 +70,14 @@ class EffectController(Controller):
     tags = ["recipes"]
 
     @get("/", summary="List effects with their parameters")
-    async def list_effects(self, effects: Effects) -> list[EffectInfo]:
-        """Each effect's name, version, content hash, media kinds and JSON-Schema params."""
-        return [effect.info() for effect in effects]
+    async def list_effects(self, effects: Effects) -> Page[EffectInfo]:
+        """Each effect's name, version, content hash, media kinds and JSON-Schema params:
+        every one, in one page."""
+        return Page(items=[effect.info() for effect in effects])
+
+    @get("/{name:str}", summary="Read an effect")
+    async def get_effect(self, name: FromPath[str], effects: Effects) -> EffectInfo:
+        """One effect, its parameters as JSON Schema."""
+        if name not in effects:
+            raise NotFound(f"no effect {name[:80]!r}")
+        return effects.get(name).info()

@@ -1,18 +1,25 @@
-"""``/runs``: submit a run, list runs, read one (optionally waiting for it)."""
+"""``/runs``: submit a run, list runs, read one (optionally waiting for it).
+
+Wherever a path names a run, a unique prefix of its id will do (at least 4 characters).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, delete, get, post
+import msgspec
+from litestar import Controller, MediaType, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.openapi import ResponseSpec
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from l1.api.lookups import Lookups
+from l1.api.services.deletion import DiscardReport
 from l1.api.services.publishing import PublishReport, PublishService
 from l1.api.services.runs import RunService
-from l1.cache.deletion import DiscardReport
 from l1.schemas import Page, Run, RunStatus, RunSubmission, RunView
+from l1.timing import Laps
 
 __all__ = ["RunController"]
 
@@ -21,7 +28,8 @@ Cursor = Annotated[
     str | None, QueryParameter(max_length=512, description="From a previous page's `next_cursor`")
 ]
 Runs = NamedDependency[RunService]
-RunId = FromPath[str]
+Ids = NamedDependency[Lookups]
+RunId = Annotated[str, PathParameter(description="A run id, or a unique prefix of one")]
 
 
 class RunController(Controller):
@@ -31,14 +39,19 @@ class RunController(Controller):
     tags = ["runs"]
 
     @post("/", summary="Submit a run", status_code=HTTP_202_ACCEPTED)
-    async def submit(self, data: JSONBody[RunSubmission], run_service: Runs) -> Response[Run]:
+    async def submit(
+        self, data: JSONBody[RunSubmission], run_service: Runs, lookups: Ids
+    ) -> Response[Run]:
         """Accept a run; 202 while it is queued or rendering, 200 when it already finished.
 
         The same recipe over the same inputs is the same run, so a repeat returns it.
+        Inputs are content hashes, unique prefixes of them, or asset names.
         """
-        run, _ = await run_service.submit(data, requested_by="api")
+        laps = Laps()
+        submission = await _resolved(data, lookups)
+        run, _ = await run_service.submit(submission, requested_by="api", laps=laps)
         status = HTTP_200_OK if run.status.terminal else HTTP_202_ACCEPTED
-        return Response(run, status_code=status)
+        return Response(run, status_code=status, headers={"Server-Timing": laps.header()})
 
     @get("/", summary="List runs, newest first")
     async def list_runs(
@@ -51,37 +64,44 @@ class RunController(Controller):
         """Runs, newest first, optionally only those in one status."""
         return await run_service.page(limit=limit, cursor=cursor, status=status)
 
-    @get("/{run_id:str}", summary="Read a run")
+    @get(
+        "/{run_id:str}",
+        summary="Read a run",
+        responses={200: ResponseSpec(data_container=RunView, description="The run")},
+    )
     async def get_run(
         self,
         run_id: RunId,
         run_service: Runs,
+        lookups: Ids,
         wait: Annotated[
             float, QueryParameter(ge=0, le=300, description="Seconds to wait for the run to finish")
         ] = 0,
-    ) -> RunView:
+    ) -> Response[bytes]:
         """The run; with ``?wait=SECONDS`` the answer comes as soon as it finishes."""
-        return await run_service.view(run_id, wait=wait)
+        view = await run_service.view(await lookups.run_id(run_id), wait=wait)
+        return Response(view, media_type=MediaType.JSON)
 
     @post("/{run_id:str}/cancel", summary="Cancel a run", status_code=HTTP_200_OK)
-    async def cancel(self, run_id: RunId, run_service: Runs) -> Run:
+    async def cancel(self, run_id: RunId, run_service: Runs, lookups: Ids) -> Run:
         """Stop a pending run or ask the worker rendering it to stop; 409 once finished."""
-        return await run_service.cancel(run_id)
+        return await run_service.cancel(await lookups.run_id(run_id))
 
     @post(
         "/{run_id:str}/retry",
         summary="Retry a failed or cancelled run",
         status_code=HTTP_202_ACCEPTED,
     )
-    async def retry(self, run_id: RunId, run_service: Runs) -> Run:
+    async def retry(self, run_id: RunId, run_service: Runs, lookups: Ids) -> Run:
         """Send the run to the workers again; 409 unless it failed or was cancelled."""
-        return await run_service.retry(run_id)
+        return await run_service.retry(await lookups.run_id(run_id))
 
     @delete("/{run_id:str}", summary="Discard a run", status_code=HTTP_200_OK)
     async def discard(
         self,
         run_id: RunId,
         run_service: Runs,
+        lookups: Ids,
         cancel: Annotated[
             bool, QueryParameter(description="Cancel the run first if it has not finished")
         ] = False,
@@ -91,11 +111,22 @@ class RunController(Controller):
         409 if any of its items is published, or if it has not finished (unless
         ``?cancel=true``); 503 when L2 cannot be asked.
         """
-        return await run_service.discard(run_id, cancel=cancel)
+        return await run_service.discard(await lookups.run_id(run_id), cancel=cancel)
 
     @post("/{run_id:str}/publish", summary="Publish a run to L2", status_code=HTTP_200_OK)
     async def publish(
-        self, run_id: RunId, publish_service: NamedDependency[PublishService]
+        self, run_id: RunId, publish_service: NamedDependency[PublishService], lookups: Ids
     ) -> PublishReport:
         """Ask L2 to publish the run's output; its items can never be deleted afterwards."""
-        return await publish_service.publish(run_id)
+        return await publish_service.publish(await lookups.run_id(run_id))
+
+
+async def _resolved(submission: RunSubmission, lookups: Lookups) -> RunSubmission:
+    """``submission`` with each input given as a hash prefix replaced by the full hash."""
+    given = submission.inputs
+    if isinstance(given, dict):
+        named = {name: await lookups.input_hash(value) for name, value in given.items()}
+        return msgspec.structs.replace(submission, inputs=named)
+    return msgspec.structs.replace(
+        submission, inputs=[await lookups.input_hash(value) for value in given]
+    )

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import msgspec
+import nats.errors
 
-from l1.errors import Conflict, InvalidInput, NotFound, Unprocessable
-from l1.events import projections
-from l1.events.schemas import RunCancelled, RunSubmitted
+from l1.errors import Conflict, DependencyDown, InvalidInput, NotFound, Unprocessable
+from l1.events.schemas import RunCancelled
 from l1.identifiers import is_content_hash, run_id_for
+from l1.runs import projections
 from l1.schemas import InputRef, Page, RenderRequest, Run, RunStatus, RunSubmission, RunView
 from l1.timestamps import utc_now
+from l1.timing import Laps
 
 if TYPE_CHECKING:
     from l1.api.run_waiter import RunWaiter
-    from l1.api.services.plans import Planner
-    from l1.cache.deletion import DeletionRules, DiscardReport
+    from l1.api.services.deletion import DeletionRules, DiscardReport
+    from l1.cache.items import Items
     from l1.cache.references import References
-    from l1.cache.store import ContentStore
-    from l1.dispatch import Dispatcher
     from l1.events.publisher import Publisher
-    from l1.run_store import RunStore
+    from l1.runs.planner import Planner
+    from l1.runs.scheduler import Scheduler
+    from l1.runs.store import RunStore
 
 __all__ = ["RunService"]
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
 
 
 # How long a cancel waits for the run to read "cancelled" before answering.
@@ -38,28 +44,32 @@ class RunService:
         self,
         *,
         runs: RunStore,
-        store: ContentStore,
+        items: Items,
         planner: Planner,
-        dispatcher: Dispatcher,
+        scheduler: Scheduler,
         publisher: Publisher,
         waiter: RunWaiter,
         references: References,
         rules: DeletionRules,
     ) -> None:
         self._runs = runs
-        self._store = store
+        self._items = items
         self._planner = planner
-        self._dispatcher = dispatcher
+        self._scheduler = scheduler
         self._publisher = publisher
         self.waiter = waiter
         self._references = references
         self._rules = rules
 
-    async def submit(self, submission: RunSubmission, *, requested_by: str) -> tuple[Run, bool]:
-        """Accept ``submission``; returns the run and whether it is new.
+    async def submit(
+        self, submission: RunSubmission, *, requested_by: str, laps: Laps | None = None
+    ) -> tuple[Run, bool]:
+        """Accept ``submission``; returns the run and whether it is new. ``laps`` times
+        the stages: plan, record, send.
 
         The same recipe over the same inputs is the same run: a repeat returns the first.
         """
+        laps = laps or Laps()
         plan = await self._planner.plan(submission)
         hashes = [i.content_hash for i in plan.inputs]
         run_id = run_id_for(plan.recipe, plan.run_hash, hashes)
@@ -74,24 +84,21 @@ class RunService:
             bindings=plan.bindings,
             steps=plan.steps,
         )
-        run, requests = await self._dispatcher.prepare(run)
-        stored, created = await self._runs.create(run, holding=hashes)
-        if created:
-            await self._check_inputs_remain(stored, hashes)
-            await self._dispatch_or_withdraw(stored, hashes, requests)
-        return stored, created
-
-    async def _dispatch_or_withdraw(
-        self, run: Run, hashes: list[str], requests: list[RenderRequest]
-    ) -> None:
-        try:
-            await self._dispatch(run, requests)
-        except Exception:
-            # Not sent: withdraw the run, so that the client's retry sends it afresh
-            # instead of finding a run nobody will render until reconciliation.
-            await self._runs.delete(run)
-            await self._references.release(run.run_id, hashes)
-            raise
+        # Recorded as if no step were cached; the one round trip that records it says
+        # what its steps made before, and the plan is mended if that changes it.
+        planned, _ = self._scheduler.plan(run, {})
+        laps.lap("plan")
+        # Either the run is recorded and the answer is 2xx, or nothing is recorded and
+        # the answer is 503: with NATS down, refuse before recording anything.
+        self._publisher.require_connected()
+        outcome = await self._runs.create(planned, holding=hashes)
+        laps.lap("record")
+        if outcome.created:
+            await self._check_inputs_remain(planned, hashes)
+            requests = await self._scheduler.start(run, planned, outcome.outputs)
+            await self._dispatch(planned, requests)
+            laps.lap("send")
+        return outcome.run, outcome.created
 
     async def get(self, run_id: str, *, wait: float = 0.0) -> Run:
         """The run, waiting up to ``wait`` seconds for it to finish."""
@@ -102,25 +109,24 @@ class RunService:
             raise NotFound(f"no run {run_id}")
         return run
 
-    async def view(self, run_id: str, *, wait: float = 0.0) -> RunView:
-        """The run with the items of it that are marked published."""
+    async def view(self, run_id: str, *, wait: float = 0.0) -> bytes:
+        """The run with the items of it that are marked published, as JSON: straight
+        from the store when nothing is marked published (the usual case)."""
+        if wait <= 0 and not await self._references.any_published():
+            raw = await self._runs.get_raw(run_id)
+            if raw is None:
+                raise NotFound(f"no run {run_id}")
+            return raw[:-1] + b',"published":[]}'
         run = await self.get(run_id, wait=wait)
         published = await self._references.published_marks(run.items)
-        return RunView(**msgspec.structs.asdict(run), published=published)
+        return _encoder.encode(RunView(**msgspec.structs.asdict(run), published=published))
 
     async def cancel(self, run_id: str) -> Run:
         """Stop a pending run, or ask the worker rendering it to stop."""
         run = await self.get(run_id)
         if run.status.terminal:
             raise Conflict(f"run {run_id} already finished ({run.status})")
-        await self._publisher.event(
-            RunCancelled(
-                event_id=f"{run_id}.{run.generation}.cancelled",
-                at=utc_now(),
-                run_id=run_id,
-                generation=run.generation,
-            )
-        )
+        await self._publisher.event(RunCancelled.of(run))
         return await self.waiter.wait(run_id, CANCEL_WAIT) or run
 
     async def retry(self, run_id: str) -> Run:
@@ -130,6 +136,7 @@ class RunService:
             raise Conflict(
                 f"run {run_id} is {run.status}; only failed or cancelled runs are retried"
             )
+        self._publisher.require_connected()
         await self._hold_inputs(run_id, [ref.content_hash for ref in run.inputs])
         again = msgspec.structs.replace(
             run,
@@ -146,7 +153,7 @@ class RunService:
                 msgspec.structs.replace(s, status="pending", output_hash=None) for s in run.steps
             ],
         )
-        again, requests = await self._dispatcher.prepare(again)
+        again, requests = await self._scheduler.ready(again)
         await self._runs.update(run_id, lambda current: projections.apply_submitted(current, again))
         await self._dispatch(again, requests)
         return again
@@ -166,38 +173,37 @@ class RunService:
         """Runs, newest first."""
         return await self._runs.page(limit=limit, cursor=cursor, status=status)
 
-    async def _announce(self, run: Run) -> None:
-        await self._publisher.event(
-            RunSubmitted(
-                event_id=f"{run.run_id}.{run.generation}.submitted",
-                at=utc_now(),
-                run_id=run.run_id,
-                generation=run.generation,
-                run=run,
-            )
-        )
-
     async def _dispatch(self, run: Run, requests: list[RenderRequest]) -> None:
-        # Independent publishes: the projector tolerates either order.
-        await asyncio.gather(self._announce(run), self._dispatcher.send(requests))
+        """Announce the run and send its steps; once it is recorded, a failure here
+        (NATS gone meanwhile) does not undo it: the sends are tried again shortly."""
+        try:
+            await self._scheduler.announce(run, requests)
+        except (nats.errors.Error, TimeoutError, DependencyDown) as error:
+            log.warning(
+                "run %s recorded but not yet sent (%s); sending it later", run.run_id, error
+            )
+            self._scheduler.announce_later(run, requests)
 
     async def _hold_inputs(self, run_id: str, hashes: list[str]) -> None:
         deleting = await self._references.hold(run_id, hashes)
         if deleting is not None:
             raise Conflict(f"input {deleting} is being deleted; upload it again to use it")
-        if missing := self._first_missing(hashes):
+        if missing := await self._first_missing(hashes):
             raise Unprocessable(f"input {missing} is no longer in the cache")
 
     async def _check_inputs_remain(self, run: Run, hashes: list[str]) -> None:
         # Held first, then looked at: a deletion either saw the hold and refused, or
         # finished before it, in which case the file is gone and the run is withdrawn.
-        if missing := self._first_missing(hashes):
+        if missing := await self._first_missing(hashes):
             await self._runs.delete(run)
             await self._references.release(run.run_id, hashes)
             raise Unprocessable(f"input {missing} is not in the cache; import or upload it first")
 
-    def _first_missing(self, hashes: list[str]) -> str | None:
-        return next((h for h in hashes if not self._store.exists(h)), None)
+    async def _first_missing(self, hashes: list[str]) -> str | None:
+        for content_hash in hashes:
+            if not await self._items.contains(content_hash):
+                return content_hash
+        return None
 
 
 def _default_output_name(recipe: str, inputs: list[InputRef]) -> str:

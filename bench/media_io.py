@@ -1,0 +1,125 @@
+"""Media in and out: importing and uploading a large file against hashing it alone.
+
+Starts a deployment, writes a ``--size`` MiB file of random bytes (once), then times,
+one after the other: SHA3-256 of the file alone (what storing it cannot beat), ``POST
+/cache/import`` of it, ``POST /cache`` of it (streamed), and ``GET /cache/{hash}`` of
+it. Each store is of bytes the cache does not hold yet (the file's first block is
+changed between runs), and fsync is part of it.
+
+    python -m bench.media_io --size 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from l1.stack import free_port
+from l1.up import Deployment
+
+__all__ = ["main"]
+
+BLOCK = 8 << 20
+
+
+def write_file(path: Path, mib: int) -> None:
+    """``mib`` MiB of random bytes (one random block, repeated: the hash still reads all)."""
+    block = os.urandom(BLOCK)
+    with path.open("wb") as file:
+        for _ in range(mib * (1 << 20) // BLOCK):
+            file.write(block)
+
+
+def freshen(path: Path) -> None:
+    """Change the file's first bytes, so that the cache does not hold it yet."""
+    with path.open("r+b") as file:
+        file.write(os.urandom(64))
+
+
+def hash_alone(path: Path) -> float:
+    """Seconds SHA3-256 takes over the file."""
+    hasher = hashlib.sha3_256()
+    started = time.perf_counter()
+    with path.open("rb") as file:
+        while block := file.read(BLOCK):
+            hasher.update(block)
+    return time.perf_counter() - started
+
+
+async def chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            yield block
+
+
+async def measure(url: str, path: Path) -> dict[str, float]:
+    seconds: dict[str, float] = {}
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(url, timeout=timeout) as http:
+        freshen(path)
+        seconds["hash alone"] = hash_alone(path)
+        started = time.perf_counter()
+        async with http.post("/cache/import", params={"path": str(path)}) as response:
+            item = (await response.json())["content_hash"]
+        seconds["import"] = time.perf_counter() - started
+        freshen(path)
+        seconds["hash alone (again)"] = hash_alone(path)
+        started = time.perf_counter()
+        async with http.post("/cache", data=chunks(path)) as response:
+            assert response.status == 201, await response.text()
+        seconds["upload"] = time.perf_counter() - started
+        started = time.perf_counter()
+        async with http.get(f"/cache/{item}") as response:
+            async for _ in response.content.iter_chunked(1 << 20):
+                pass
+        seconds["download"] = time.perf_counter() - started
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=1024, help="MiB (default 1024)")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="l1-media-io-"))
+    inbox = root / "inbox"
+    inbox.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L1_")}
+    env |= {
+        "L1_DATA_DIR": str(root / "data"),
+        "L1_PORT": str(free_port()),
+        "L1_IMPORT_ROOTS": str(inbox),
+        "L1_MAX_UPLOAD_BYTES": str(4 * args.size << 20),
+    }
+    deployment = Deployment(env, nats_port=free_port(), redis_port=free_port())
+    try:
+        path = inbox / "large.bin"
+        write_file(path, args.size)
+        settings = deployment.start()
+        seconds = asyncio.run(measure(settings.public_url, path))
+    finally:
+        deployment.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    mb = args.size * (1 << 20) / 1e6
+    hashing = min(seconds["hash alone"], seconds["hash alone (again)"])
+    print(f"{args.size} MiB, {os.cpu_count()} cores")
+    print(f"{'':20} {'MB/s':>8} {'vs hashing':>11}")
+    for name in ("hash alone", "import", "upload", "download"):
+        rate = mb / seconds[name] if name != "hash alone" else mb / hashing
+        ratio = hashing / seconds[name] if name in ("import", "upload") else None
+        shown = f"{ratio:10.2f}x" if ratio is not None else ""
+        print(f"{name:20} {rate:8.0f} {shown:>11}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

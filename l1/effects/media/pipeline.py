@@ -1,0 +1,116 @@
+"""The frame loop every video effect shares, and the per-frame pipeline on top of it.
+
+:func:`frames` reads a source ahead in a thread and yields its video frames in order,
+handing each audio packet to the output's audio on the way; an effect transforms the
+frames and writes them to a :class:`~l1.effects.media.output.VideoOut`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from PIL import Image
+
+from l1.effects.media.output import (
+    OUTPUT_NAME,
+    AudioOut,
+    Meter,
+    VideoOut,
+    audio_out,
+    finish,
+    open_target,
+)
+from l1.effects.media.probe import check_frame
+from l1.effects.media.source import Source, open_source, reading
+from l1.effects.params import VideoEncoding
+from l1.effects.registry import RenderContext
+
+__all__ = ["Frame", "Retimer", "frames", "map_frames", "write_all"]
+
+Frame = av.VideoFrame | Image.Image
+
+
+@contextmanager
+def frames(
+    src: Source, audio: AudioOut | None = None, *, pictures: bool = False
+) -> Iterator[Iterator[Frame]]:
+    """The video frames of ``src`` (as RGB pictures with ``pictures``), in order; its
+    audio packets go to ``audio`` as they come. Reading stops when the block ends."""
+    with reading(src, pictures=pictures) as items:
+        yield _video_only(items, audio)
+
+
+def _video_only(items: Iterator[Frame | av.Packet], audio: AudioOut | None) -> Iterator[Frame]:
+    for item in items:
+        if isinstance(item, av.Packet):
+            if audio is not None:
+                audio.feed(item)
+        else:
+            yield item
+
+
+def map_frames(
+    source: Path,
+    workdir: Path,
+    transform: Callable[[Image.Image], Image.Image],
+    encoding: VideoEncoding,
+    context: RenderContext,
+) -> Path:
+    """Apply ``transform`` to every frame of the video ``source``, one frame at a time;
+    the audio is carried over. Returns the MP4 written under ``workdir``."""
+    target = workdir / OUTPUT_NAME
+    with open_source(source, context.limits) as src, open_target(target) as output:
+        # The output size is fixed before the first packet is written.
+        size = transform(Image.new("RGB", src.size)).size
+        check_frame(*size, context.limits, kind="output")
+        video = VideoOut(output, size, src.fps, encoding)
+        audio = audio_out(output, src)
+        meter = Meter(src.frames, context.progress)
+        with frames(src, audio, pictures=True) as pictures:
+            for picture in pictures:
+                assert isinstance(picture, Image.Image)
+                video.write(transform(picture))
+                meter.step()
+        finish(video, audio)
+    meter.finish()
+    return target
+
+
+def write_all(video: VideoOut, pictures: Iterator[Frame], meter: Meter) -> None:
+    """Encode every picture of ``pictures``, counting each."""
+    for picture in pictures:
+        video.write(picture)
+        meter.step()
+
+
+class Retimer:
+    """Resamples frames to a constant output rate: output frame ``n`` shows the source
+    frame current at source time ``n * step``, so frames are dropped or repeated."""
+
+    def __init__(self, step: float | Fraction) -> None:
+        self._step = float(step)
+        self._index = 0
+        self._held: av.VideoFrame | None = None
+        self._held_at = 0.0
+
+    def push(self, frame: av.VideoFrame, seconds: float | None) -> Iterator[av.VideoFrame]:
+        """Take the next source frame; yields the output frames the previous one covers."""
+        at = self._held_at + self._step if seconds is None else seconds
+        if self._held is not None:
+            yield from self._emit_until(at)
+        self._held, self._held_at = frame, at
+
+    def finish(self, frame_seconds: float | Fraction) -> Iterator[av.VideoFrame]:
+        """The output frames the last source frame covers (it lasts ``frame_seconds``)."""
+        if self._held is not None:
+            yield from self._emit_until(self._held_at + float(frame_seconds))
+
+    def _emit_until(self, seconds: float) -> Iterator[av.VideoFrame]:
+        # A small tolerance so float clocks do not emit a frame twice at a boundary.
+        while self._held is not None and self._index * self._step < seconds - 1e-6:
+            self._index += 1
+            yield self._held

@@ -1,0 +1,341 @@
+"""Per-frame effects: each is a :class:`FrameEffect` whose :meth:`~FrameEffect.picture`
+changes one Pillow picture; it renders an image, or a video frame by frame.
+
+Pictures come in as RGB or RGBA; the alpha channel is kept where it makes sense, and
+filters that mix neighbouring pixels work on premultiplied colour, so transparent
+pixels do not bleed into their neighbours. Image outputs are PNG (lossless); video
+outputs are as :mod:`l1.effects.media.output` writes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from l1.effects.limits import MAX_PIXELS
+from l1.effects.media.pipeline import map_frames
+from l1.effects.media.probe import MediaError, check_frame, open_image, probe_input
+from l1.effects.params import (
+    BlurParams,
+    CropParams,
+    FactorParams,
+    FrameParams,
+    HueShiftParams,
+    PixelateParams,
+    PosterizeParams,
+    ResizeParams,
+    RotateParams,
+    SepiaParams,
+    SharpenParams,
+)
+from l1.effects.registry import RenderContext
+
+__all__ = [
+    "IMAGE_OUTPUT_NAME",
+    "Blur",
+    "Brightness",
+    "Contrast",
+    "Crop",
+    "Flip",
+    "FrameEffect",
+    "Grayscale",
+    "HueShift",
+    "Invert",
+    "Mirror",
+    "Pixelate",
+    "Posterize",
+    "Resize",
+    "Rotate",
+    "Saturation",
+    "Sepia",
+    "Sharpen",
+    "save_png",
+]
+
+IMAGE_OUTPUT_NAME = "output.png"
+_ACCEPTS = frozenset({"image", "video"})
+_RESAMPLE = Image.Resampling.LANCZOS
+
+P = TypeVar("P", bound=FrameParams)
+
+
+class FrameEffect(Generic[P]):
+    """An effect that changes each picture on its own: the image, or every frame."""
+
+    def picture(self, image: Image.Image, params: P) -> Image.Image:
+        """The changed picture."""
+        raise NotImplementedError
+
+    def __call__(
+        self, inputs: Sequence[Path], workdir: Path, params: P, context: RenderContext
+    ) -> Path:
+        """Render the image or video ``inputs[0]``; the output is PNG or MP4."""
+        source = inputs[0]
+        info = probe_input(source, _ACCEPTS, context.limits)
+        if info.kind == "video":
+            change = self.picture
+            return map_frames(
+                source, workdir, lambda frame: change(frame, params), params.encoding, context
+            )
+        picture = self.picture(open_image(source, context.limits), params)
+        check_frame(picture.width, picture.height, context.limits, kind="output")
+        output = save_png(picture, workdir)
+        context.progress(100.0)
+        return output
+
+
+def save_png(image: Image.Image, workdir: Path) -> Path:
+    """Write ``image`` as ``output.png`` under ``workdir``."""
+    target = workdir / IMAGE_OUTPUT_NAME
+    image.save(target, format="PNG")
+    return target
+
+
+# --- The effects ----------------------------------------------------------------------
+
+
+class Grayscale(FrameEffect[FrameParams]):
+    """Luma (ITU-R 601) in all three channels."""
+
+    def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
+        return _on_colour(image, lambda rgb: rgb.convert("L").convert("RGB"))
+
+
+class Invert(FrameEffect[FrameParams]):
+    """The negative; applying it twice gives the original back."""
+
+    def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
+        return _on_colour(image, ImageOps.invert)
+
+
+_SEPIA = (
+    (0.393, 0.769, 0.189),
+    (0.349, 0.686, 0.168),
+    (0.272, 0.534, 0.131),
+)
+
+
+class Sepia(FrameEffect[SepiaParams]):
+    """The classic sepia matrix, blended with the original by ``strength``."""
+
+    def picture(self, image: Image.Image, params: SepiaParams) -> Image.Image:
+        s = params.strength
+        rows = [
+            [(1 - s) * (row == col) + s * _SEPIA[row][col] for col in range(3)] + [0.0]
+            for row in range(3)
+        ]
+        matrix = tuple(value for row in rows for value in row)
+        # Pillow applies (and clips) a colour matrix in C, far quicker than numpy on video.
+        return _on_colour(image, lambda rgb: rgb.convert("RGB", matrix))
+
+
+class Blur(FrameEffect[BlurParams]):
+    """Gaussian blur."""
+
+    def picture(self, image: Image.Image, params: BlurParams) -> Image.Image:
+        if params.radius == 0:
+            return image.copy()
+        blur = ImageFilter.GaussianBlur(params.radius)
+        return _premultiplied(image, lambda im: im.filter(blur))
+
+
+class Sharpen(FrameEffect[SharpenParams]):
+    """Unsharp mask."""
+
+    def picture(self, image: Image.Image, params: SharpenParams) -> Image.Image:
+        mask = ImageFilter.UnsharpMask(params.radius, round(params.amount * 100), threshold=0)
+        return _on_colour(image, lambda rgb: rgb.filter(mask))
+
+
+class Brightness(FrameEffect[FactorParams]):
+    """Scale brightness: 0 is black, 1 the original."""
+
+    def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
+        return _on_colour(image, lambda rgb: ImageEnhance.Brightness(rgb).enhance(params.factor))
+
+
+class Contrast(FrameEffect[FactorParams]):
+    """Scale contrast about the mean grey: 0 is flat grey, 1 the original."""
+
+    def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
+        return _on_colour(image, lambda rgb: ImageEnhance.Contrast(rgb).enhance(params.factor))
+
+
+class Saturation(FrameEffect[FactorParams]):
+    """Scale colourfulness: 0 is greyscale, 1 the original."""
+
+    def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
+        return _on_colour(image, lambda rgb: ImageEnhance.Color(rgb).enhance(params.factor))
+
+
+class HueShift(FrameEffect[HueShiftParams]):
+    """Rotate hues in HSV space; saturation and value are kept."""
+
+    def picture(self, image: Image.Image, params: HueShiftParams) -> Image.Image:
+        shift = round(params.degrees / 360 * 256) % 256
+        if shift == 0:
+            return image.copy()
+        table = [(value + shift) % 256 for value in range(256)]
+
+        def rotate_hue(rgb: Image.Image) -> Image.Image:
+            hue, sat, val = rgb.convert("HSV").split()
+            return Image.merge("HSV", (hue.point(table), sat, val)).convert("RGB")
+
+        return _on_colour(image, rotate_hue)
+
+
+class Posterize(FrameEffect[PosterizeParams]):
+    """At most 2**bits levels per colour channel."""
+
+    def picture(self, image: Image.Image, params: PosterizeParams) -> Image.Image:
+        return _on_colour(image, lambda rgb: ImageOps.posterize(rgb, params.bits))
+
+
+class Pixelate(FrameEffect[PixelateParams]):
+    """Square blocks of the average colour, aligned to the top-left corner."""
+
+    def picture(self, image: Image.Image, params: PixelateParams) -> Image.Image:
+        block = params.block_size
+        if block == 1:
+            return image.copy()
+        small = _premultiplied(image, lambda im: im.reduce(block))
+        grown = small.resize((small.width * block, small.height * block), Image.Resampling.NEAREST)
+        return grown.crop((0, 0, image.width, image.height))
+
+
+class Resize(FrameEffect[ResizeParams]):
+    """Resize as ``params.mode`` says (see :class:`~l1.effects.params.ResizeParams`)."""
+
+    def picture(self, image: Image.Image, params: ResizeParams) -> Image.Image:
+        size = _box(image.size, params)
+        if params.width is None or params.height is None or params.mode == "stretch":
+            return image.resize(size, _RESAMPLE)
+        if params.mode == "fit":
+            return ImageOps.contain(image, size, _RESAMPLE)
+        if params.mode == "fill":
+            return ImageOps.fit(image, size, _RESAMPLE)
+        colour = _rgba(params.pad_color)
+        return ImageOps.pad(_with_alpha_for(image, colour), size, _RESAMPLE, color=colour)
+
+
+# Clockwise quarter turns; Pillow names its transposes counter-clockwise.
+_QUARTER_TURNS = {
+    90: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_90,
+}
+
+
+class Rotate(FrameEffect[RotateParams]):
+    """Rotate clockwise; quarter turns with ``expand`` are exact (no resampling)."""
+
+    def picture(self, image: Image.Image, params: RotateParams) -> Image.Image:
+        angle = params.degrees % 360
+        if angle == 0:
+            return image.copy()
+        if angle in _QUARTER_TURNS and (params.expand or angle == 180):
+            return image.transpose(_QUARTER_TURNS[int(angle)])
+        if params.expand:
+            _refuse_past_limit(_turned(image.size, angle))
+        fill = _rgba(params.fill)
+        canvas = _with_alpha_for(image, fill)
+        # Pillow turns counter-clockwise for positive angles.
+        return canvas.rotate(
+            -angle,
+            Image.Resampling.BICUBIC,
+            expand=params.expand,
+            fillcolor=_fill_for(canvas, fill),
+        )
+
+
+class Flip(FrameEffect[FrameParams]):
+    """Upside down (top and bottom swapped)."""
+
+    def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
+        return ImageOps.flip(image)
+
+
+class Mirror(FrameEffect[FrameParams]):
+    """Left and right swapped."""
+
+    def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
+        return ImageOps.mirror(image)
+
+
+class Crop(FrameEffect[CropParams]):
+    """The box of ``params``; a box reaching outside the picture is refused."""
+
+    def picture(self, image: Image.Image, params: CropParams) -> Image.Image:
+        width = params.width or image.width - params.left
+        height = params.height or image.height - params.top
+        right, bottom = params.left + width, params.top + height
+        if width <= 0 or height <= 0 or right > image.width or bottom > image.height:
+            raise MediaError(
+                f"the crop box {width}x{height} at ({params.left}, {params.top}) "
+                f"does not fit in the {image.width}x{image.height} picture"
+            )
+        return image.crop((params.left, params.top, right, bottom))
+
+
+# --- Helpers --------------------------------------------------------------------------
+
+
+def _on_colour(image: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """Apply ``fn`` to the colour channels; the alpha channel is kept as it was."""
+    if image.mode != "RGBA":
+        return fn(image if image.mode == "RGB" else image.convert("RGB"))
+    result = fn(image.convert("RGB"))
+    result.putalpha(image.getchannel("A"))
+    return result
+
+
+def _premultiplied(image: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """Apply ``fn`` to premultiplied colour, so transparent pixels add no colour."""
+    if image.mode != "RGBA":
+        return fn(image)
+    return fn(image.convert("RGBa")).convert("RGBA")
+
+
+def _box(size: tuple[int, int], params: ResizeParams) -> tuple[int, int]:
+    """The target size, a missing side following the aspect ratio."""
+    width, height = size
+    if params.width is not None and params.height is not None:
+        box = (params.width, params.height)
+    elif params.width is not None:
+        box = (params.width, max(1, round(height * params.width / width)))
+    else:
+        assert params.height is not None  # ResizeParams refuses neither
+        box = (max(1, round(width * params.height / height)), params.height)
+    _refuse_past_limit(box)
+    return box
+
+
+def _turned(size: tuple[int, int], degrees: float) -> tuple[int, int]:
+    """The canvas that holds a ``size`` picture turned by ``degrees``."""
+    width, height = size
+    cos, sin = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    return math.ceil(width * cos + height * sin), math.ceil(width * sin + height * cos)
+
+
+def _refuse_past_limit(box: tuple[int, int]) -> None:
+    if box[0] * box[1] > MAX_PIXELS:
+        raise MediaError(f"the output would be {box[0]}x{box[1]}, over {MAX_PIXELS:,} pixels")
+
+
+def _rgba(colour: str) -> tuple[int, int, int, int]:
+    digits = colour.lstrip("#")
+    alpha = int(digits[6:8], 16) if len(digits) == 8 else 255
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16), alpha
+
+
+def _with_alpha_for(image: Image.Image, colour: tuple[int, int, int, int]) -> Image.Image:
+    """``image`` as RGBA when ``colour`` is translucent, so the colour can be honoured."""
+    return image.convert("RGBA") if colour[3] < 255 and image.mode != "RGBA" else image
+
+
+def _fill_for(image: Image.Image, colour: tuple[int, int, int, int]) -> tuple[int, ...]:
+    return colour if image.mode == "RGBA" else colour[:3]

@@ -1,0 +1,258 @@
+"""Wiring: the connections to NATS and Redis, and the services each process role runs.
+
+Every L1 process starts from :func:`connected`, which connects, declares the streams
+and builds what all roles share; the API's plugin, :func:`run_subscribers` and
+:func:`run_worker` build their own services on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import hiredis
+import nats
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+from l1.cache.blobs import BlobTier
+from l1.cache.index import CacheIndex
+from l1.cache.items import Items
+from l1.cache.janitor import Janitor
+from l1.cache.projector import CacheProjector
+from l1.cache.references import References
+from l1.cache.repair import IndexRepair
+from l1.cache.store import ContentStore
+from l1.effects import EffectRegistry, default_effects
+from l1.events.publisher import Publisher
+from l1.events.schemas import CACHE_DECODER, RUN_DECODER
+from l1.events.streams import CACHE_PROJECTOR, READY_WITHIN, RUN_PROJECTOR, ensure_streams
+from l1.events.subscribers import Subscriber, Subscribers
+from l1.events.transient import patiently
+from l1.liveness import keep_fresh
+from l1.runs.projector import RunProjector
+from l1.runs.reconciler import Reconciler
+from l1.runs.scheduler import Scheduler
+from l1.runs.store import RunStore
+from l1.runtime import every
+from l1.workers.processes import RenderProcesses
+from l1.workers.render import Renderer
+from l1.workers.service import WorkerService
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js import JetStreamContext
+
+    from l1.settings import Settings
+
+__all__ = [
+    "Backbone",
+    "connect_nats",
+    "connect_redis",
+    "connected",
+    "run_subscribers",
+    "run_worker",
+    "subscribe",
+]
+
+log = logging.getLogger(__name__)
+
+
+async def connect_nats(url: str, *, name: str) -> NATS:
+    """Connect to NATS (``url``: one server, or several of a cluster separated by commas)
+    and keep reconnecting for as long as the process lives."""
+
+    async def on_error(error: Exception) -> None:
+        log.warning("nats: %s", error)
+
+    return await nats.connect(
+        servers=[server.strip() for server in url.split(",")],  # a cluster: any of them
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        error_cb=on_error,
+    )
+
+
+class _HiredisConnection(Connection):
+    """A connection whose commands hiredis packs (in C): the scripts on the run path take
+    dozens of arguments, which redis-py's asyncio client packs in Python."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT EXISTS" and the like
+            args = (*args[0].split(), *args[1:])
+        return [hiredis.pack_command(args)]  # type: ignore[arg-type]
+
+
+def connect_redis(url: str) -> Redis:
+    """A Redis client that retries briefly on connection errors.
+
+    The pool blocks (up to 10 s) for a free connection under load instead of failing,
+    which would read as "Redis is down".
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        connection_class=_HiredisConnection,
+        max_connections=128,
+        timeout=10,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    return Redis.from_pool(pool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backbone:
+    """The connections of one process and the services every role shares."""
+
+    settings: Settings
+    nc: NATS
+    js: JetStreamContext
+    items: Items
+    publisher: Publisher
+    effects: EffectRegistry
+    redis_client: Redis | None
+
+    @property
+    def redis(self) -> Redis:
+        """The Redis client (every role but the worker has one)."""
+        assert self.redis_client is not None, "this process was connected without Redis"
+        return self.redis_client
+
+    async def healthy(self) -> bool:
+        """True while NATS is connected and Redis (if this process uses it) answers."""
+        if not self.nc.is_connected:
+            return False
+        if self.redis_client is None:
+            return True
+        try:
+            return bool(await asyncio.wait_for(self.redis_client.ping(), timeout=2))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    def janitor(self) -> Janitor | None:
+        """What keeps this host's local copies in step with the blob tier (with one on)."""
+        if not self.items.shared:
+            return None
+        return Janitor(self.items, self.nc, max_bytes=self.settings.cache_max_bytes)
+
+    def scheduler(self) -> Scheduler:
+        """A scheduler sending steps through this process's connections."""
+        return Scheduler(
+            runs=RunStore(self.redis),
+            items=self.items,
+            index=CacheIndex(self.redis),
+            publisher=self.publisher,
+        )
+
+
+@asynccontextmanager
+async def connected(
+    settings: Settings, *, role: str, redis: bool = True
+) -> AsyncIterator[Backbone]:
+    """Connect as ``role`` (and to Redis unless ``redis`` is false), declare the streams,
+    and close everything on exit (draining NATS)."""
+    assert settings.nats_url, "a NATS URL is required"
+    assert settings.redis_url or not redis, "a Redis URL is required"
+    async with AsyncExitStack() as stack:
+        nc = await connect_nats(settings.nats_url, name=f"l1-{role}")
+        stack.push_async_callback(nc.drain)
+        client = None
+        if redis:
+            assert settings.redis_url
+            client = connect_redis(settings.redis_url)
+            stack.push_async_callback(client.aclose)
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        # How long a call rides out a NATS failover: a request answers 503 after a
+        # moment; the other roles can wait as long as a claim on a render lasts.
+        patience = 3.0 if role == "api" else settings.ack_wait
+        tier = None
+        if settings.blob_tier:
+            tier = BlobTier(js, replicas=settings.replicas)
+            await patiently(tier.open, within=READY_WITHIN, what="opening the blob tier")
+        backbone = Backbone(
+            settings=settings,
+            nc=nc,
+            js=js,
+            items=Items(ContentStore(settings.cache_dir), tier, patience=patience),
+            publisher=Publisher(nc, patience=patience),
+            effects=default_effects(settings.effect_modules),
+            redis_client=client,
+        )
+        if settings.health_file is not None:
+            stop = asyncio.Event()
+            beat = asyncio.create_task(keep_fresh(settings.health_file, backbone.healthy, stop))
+            stack.push_async_callback(lambda: asyncio.wait_for(beat, timeout=5))
+            stack.callback(stop.set)
+        yield backbone
+
+
+async def run_subscribers(settings: Settings, *, stop: asyncio.Event) -> None:
+    """Run the run and cache projectors and the reconciler until ``stop`` is set."""
+    async with connected(settings, role="subscribers") as backbone:
+        await subscribe(backbone, stop)
+
+
+async def subscribe(backbone: Backbone, stop: asyncio.Event) -> None:
+    """Run the projectors and the reconciler on ``backbone``'s connections until
+    ``stop`` is set."""
+    redis, settings = backbone.redis, backbone.settings
+    scheduler = backbone.scheduler()
+    projector = RunProjector(runs=RunStore(redis), items=backbone.items, scheduler=scheduler)
+    subscribers = Subscribers(
+        backbone.js,
+        [
+            Subscriber(RUN_PROJECTOR, RUN_DECODER, projector.handle),
+            Subscriber(CACHE_PROJECTOR, CACHE_DECODER, CacheProjector(CacheIndex(redis)).handle),
+        ],
+    )
+    reconciler = Reconciler(
+        backbone.js, runs=RunStore(redis), scheduler=scheduler, stale_after=settings.stale_after
+    )
+    repair = IndexRepair(
+        items=backbone.items, index=CacheIndex(redis), references=References(redis)
+    )
+    skip_on = (RedisError, OSError, TimeoutError)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(subscribers.run(stop))
+        group.create_task(every(settings.reconcile_every, stop, reconciler.once, skip_on=skip_on))
+        group.create_task(every(settings.reconcile_every, stop, repair.once, skip_on=skip_on))
+
+
+async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Event) -> None:
+    """Run one worker with ``concurrency`` render slots until ``stop`` is set."""
+    async with connected(settings, role="worker", redis=False) as backbone:
+        items = backbone.items
+        await asyncio.to_thread(items.store.sweep)  # what a killed worker left half-written
+        processes = RenderProcesses(
+            store=items.store, limits=settings.media_limits, memory=settings.render_memory or None
+        )
+        renderer = Renderer(
+            items=items, effects=backbone.effects, processes=processes, actor=settings.actor
+        )
+        worker = WorkerService(
+            backbone.nc,
+            renderer=renderer,
+            publisher=backbone.publisher,
+            settings=settings,
+            concurrency=concurrency,
+        )
+        async with asyncio.TaskGroup() as group:
+            if (janitor := backbone.janitor()) is not None:
+                group.create_task(janitor.run(stop))
+            group.create_task(worker.run(stop))

@@ -1,0 +1,96 @@
+"""What runs inside a render's own process: load the effect, render under the limits,
+store the output, and report back over a pipe.
+
+A render process lives for one render. Its parent (the worker) kills it on a cancel or
+a time-out; it ends itself when the worker goes away (its lifeline pipe closes), so a
+render never outlives the worker that owns it. Memory is bounded by ``RLIMIT_DATA``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from l1.cache.store import ContentStore
+from l1.effects import Effect, MediaError, MediaLimits, RenderContext
+from l1.errors import L1Error
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+__all__ = ["Job", "Outcome", "main"]
+
+# Exit status of a render process whose worker went away.
+ORPHANED = 70
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One render, as handed to its process."""
+
+    effect: Effect
+    inputs: list[Path]
+    params: dict[str, Any]
+    workdir: Path
+    cache_dir: Path
+    limits: MediaLimits
+    memory: int | None  # bytes, or None for no limit
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How a render ended: ``done`` with the stored item, ``refused`` (no retry can
+    help: bad media, bad params, over a limit) or ``failed`` (another attempt might
+    succeed), with the reason."""
+
+    kind: str
+    reason: str = ""
+    item: dict[str, Any] | None = None
+
+
+def main(job: Job, results: Connection, lifeline: Connection) -> None:
+    """Render ``job``; progress and the :class:`Outcome` go to ``results``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when renders stop
+    threading.Thread(target=_watch, args=(lifeline,), daemon=True).start()
+    if job.memory:
+        resource.setrlimit(resource.RLIMIT_DATA, (job.memory, job.memory))
+    try:
+        outcome = _render(job, results)
+    except MemoryError:
+        limit = f"{job.memory / 2**20:,.0f} MiB" if job.memory else "the machine's memory"
+        outcome = Outcome(kind="refused", reason=f"the render needed more than {limit}")
+    results.send_bytes(msgspec.msgpack.encode(outcome))
+
+
+def _render(job: Job, results: Connection) -> Outcome:
+    def progress(percent: float) -> None:
+        results.send_bytes(msgspec.msgpack.encode(percent))
+
+    try:
+        render = job.effect.load()
+        params = job.effect.parse_params(job.params)
+        context = RenderContext(progress=progress, limits=job.limits)
+        produced = render(job.inputs, job.workdir, params, context)
+        item = ContentStore(job.cache_dir, scratch=job.workdir).put_file(produced)
+    except (MediaError, L1Error) as error:
+        return Outcome(kind="refused", reason=f"{job.effect.name}: {error}")
+    except MemoryError:
+        raise
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return Outcome(kind="failed", reason=reason)
+    return Outcome(kind="done", item=msgspec.to_builtins(item))
+
+
+def _watch(lifeline: Connection) -> None:
+    """End this process when the worker that started it is gone."""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(ORPHANED)

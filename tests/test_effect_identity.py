@@ -1,0 +1,81 @@
+"""An effect's content hash: its name, its version and the source of its own render
+code, so that moving code around never changes it and a version bump always does."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from l1.effects import Effect, default_effects
+from l1.effects.identity import effect_hash, render_source
+
+# Pinned: a change here means cached renders and run ids of these effects change. If
+# that is meant (the output changed), bump the effect's version and pin the new hash.
+PINNED = {
+    "identity": "d829014922dfbed0d139d253e6c856d29ff6cba1cd2c031b2df2584260deaddb",
+    "flip": "537419755755a26c1bbc60821454418f2701bf77ba71817a4d98d394ee9bc608",
+    "segment": "8d39a5717aefceb1542bf39b8050205ddb3248e4360ce6ca3fc03db2bc0d2bb1",
+    "mux": "8c72bc29e7c949e9449092fd49ec7178309fa9290d0f015d5363a2e3679a2dd5",
+    "blend": "c19c01c92c8381b11f2bf11726e84848bc5032c6d6be1de6f1e02dc942e3c4db",
+}
+
+RENDER = '''
+def render(inputs, workdir, params, context):
+    """Copy the first input."""
+    return helper(inputs[0])
+'''
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_shipped_effects_keep_their_pinned_hashes(name: str) -> None:
+    assert default_effects().get(name).content_hash == PINNED[name]
+
+
+@pytest.fixture
+def modules(tmp_path: Path) -> Path:
+    sys.path.insert(0, str(tmp_path))
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+
+
+def write(root: Path, module: str, text: str) -> None:
+    (root / f"{module}.py").write_text(textwrap.dedent(text))
+
+
+def test_moving_render_code_between_modules_keeps_the_hash(modules: Path) -> None:
+    write(modules, "first_home", "import os\n\ndef helper(p):\n    return p\n" + RENDER)
+    write(modules, "second_home", "HELPERS = 1\n\n\ndef helper(p):\n    return str(p)\n" + RENDER)
+    indented = "class Box:\n" + textwrap.indent(RENDER, "    ")
+    write(modules, "third_home", indented)
+    hashes = {
+        effect_hash("copy", "1", "first_home:render"),
+        effect_hash("copy", "1", "second_home:render"),
+        effect_hash("copy", "1", "third_home:Box.render"),
+    }
+    assert len(hashes) == 1
+
+
+def test_a_change_to_the_render_code_or_the_version_changes_the_hash(modules: Path) -> None:
+    write(modules, "before", RENDER)
+    write(modules, "after", RENDER.replace("inputs[0]", "inputs[-1]"))
+    original = effect_hash("copy", "1", "before:render")
+    assert effect_hash("copy", "1", "after:render") != original
+    assert effect_hash("copy", "2", "before:render") != original
+    assert effect_hash("paste", "1", "before:render") != original
+
+
+def test_the_source_is_read_without_importing_the_module(modules: Path) -> None:
+    write(modules, "unimportable", "import no_such_module_anywhere\n" + RENDER)
+    assert render_source("unimportable:render").startswith("def render(")
+    assert "unimportable" not in sys.modules
+
+
+def test_an_effect_names_code_that_exists(modules: Path) -> None:
+    write(modules, "lonely", RENDER)
+    with pytest.raises(ValueError, match="no function or class named 'missing'"):
+        Effect(name="x", version="1", description="", render="lonely:missing")
+    with pytest.raises(ValueError, match=r"'package\.module:name'"):
+        Effect(name="x", version="1", description="", render="lonely.render")

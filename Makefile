@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean fleet fleet-down
 
 # L1 and what it runs on; pip shows what it downloads and installs as it goes.
 $(BIN)/l1: pyproject.toml
@@ -38,6 +38,7 @@ $(VENV)/.bench-extras: $(BIN)/l1
 bench: $(VENV)/.bench-extras
 	$(BIN)/python -m bench.compare
 	$(BIN)/python -m bench.media_io
+	$(BIN)/python -m bench.blob_tier
 	$(BIN)/python -m bench.render_effect
 	$(BIN)/python -m bench.recipe_cache
 
@@ -47,6 +48,44 @@ lint: $(VENV)/.test-extras
 	$(BIN)/ruff check l1 tests bench
 	$(BIN)/ruff format --check l1 tests bench
 	$(BIN)/mypy l1 --ignore-missing-imports
+
+# The container fleet of compose.yaml, with podman (and podman-compose) or docker.
+ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+COMPOSE ?= $(shell command -v podman-compose >/dev/null 2>&1 && echo podman-compose || echo docker compose)
+LOCAL_BASE := localhost/debian-python:bookworm
+# A base image made on this machine (../shared/containers/prepare-host.sh) when there is one.
+L1_BASE ?= $(shell $(ENGINE) image inspect $(LOCAL_BASE) >/dev/null 2>&1 && echo $(LOCAL_BASE) || echo docker.io/library/python:3.11-slim-bookworm)
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+# pip in the build trusts what the host trusts (a network that re-signs TLS needs it).
+comma := ,
+CA_SECRET := $(if $(wildcard $(CA_BUNDLE)),--secret id=ca$(comma)src=$(CA_BUNDLE))
+FLEET := $(COMPOSE) -p l1-fleet
+FLEET_API := http://127.0.0.1:8101
+
+## Build the image, start the fleet of compose.yaml (3 NATS, Redis, 2 APIs, 3 workers),
+## render dog over cat and blur the clip through it, and say where to look.
+fleet: $(BIN)/l1
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --build-arg BASE=$(L1_BASE) \
+	  $(CA_SECRET) -t localhost/l1:latest -f Containerfile .
+	$(FLEET) up -d
+	@echo "Waiting for the APIs (NATS elects its stream leaders first)…"
+	@for api in $(FLEET_API) http://127.0.0.1:8102; do \
+	  for i in $$(seq 240); do $(BIN)/python -c "import httpx,sys; sys.exit(httpx.get('$$api/health').status_code != 200)" 2>/dev/null && break; sleep 1; done; \
+	done
+	$(BIN)/l1 render dog cat --sync --server $(FLEET_API)
+	$(BIN)/l1 render blur clip -p radius=4 --sync --server http://127.0.0.1:8102
+	@echo
+	@echo "The fleet is up (compose project l1-fleet):"
+	@echo "  API and docs   $(FLEET_API)/docs   http://127.0.0.1:8102/docs"
+	@echo "  runs           $(BIN)/l1 runs --server $(FLEET_API)"
+	@echo "  services       $(FLEET) ps"
+	@echo "  logs           $(FLEET) logs worker-1"
+	@echo "  stop           make fleet-down   (keeps nothing: volumes go too)"
+
+fleet-down:
+	$(FLEET) down -v
+	@# podman-compose leaves the network behind
+	-@$(ENGINE) network rm l1-fleet_default >/dev/null 2>&1
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -14,6 +14,7 @@ and waits for every ``completed`` event. It prints:
 
     python -m bench.stages --runs 2000 --clients 32
     python -m bench.stages --runs 2000 --rate 150
+    python -m bench.stages --runs 2000 --blob-tier   # every output also put in the tier
 """
 
 from __future__ import annotations
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=None, help="runs a second (open loop)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--api-processes", type=int, default=1)
+    parser.add_argument(
+        "--blob-tier", action="store_true", help="with the blob tier on (L1_BLOB_TIER)"
+    )
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="l1-stages-"))
     inbox = root / "inbox"
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("L1_")}
     env |= {"L1_DATA_DIR": str(root / "data"), "L1_PORT": str(free_port()),
             "L1_IMPORT_ROOTS": str(inbox)}  # fmt: skip
+    env["L1_BLOB_TIER"] = "on" if args.blob_tier else "off"
     deployment = Deployment(
         env,
         nats_port=free_port(),

@@ -194,6 +194,7 @@ class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
     progress: float | None = None
     requested_by: str = ""
     attempts: int = 0
+    worker: str | None = None  # the worker that took the latest attempt
     generation: int = 0
     updated_at: str | None = None
     bindings: dict[str, str] = {}  # recipe input name → content hash

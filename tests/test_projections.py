@@ -91,8 +91,8 @@ def provenance() -> Provenance:
     )
 
 
-def started(*, generation: int = 0, attempt: int = 1) -> RunStarted:
-    event = RunStarted.of(request(generation=generation), worker="w", attempt=attempt)
+def started(*, generation: int = 0, attempt: int = 1, worker: str = "w") -> RunStarted:
+    event = RunStarted.of(request(generation=generation), worker=worker, attempt=attempt)
     return msgspec.structs.replace(event, at=T1)
 
 
@@ -130,6 +130,15 @@ def test_started_marks_the_run_running_once() -> None:
     assert once is not None and once.status is RunStatus.RUNNING
     assert once.started_at == T1 and once.attempts == 1
     assert projections.apply_started(once, started()) in (None, once)
+
+
+def test_the_run_names_the_worker_of_its_latest_attempt() -> None:
+    first = apply(run(), started(worker="host-a"))
+    again = apply(first, started(attempt=2, worker="host-b"))
+    late = apply(again, started(attempt=1, worker="host-a"))  # redelivered out of order
+    assert first is not None and first.worker == "host-a"
+    assert again is not None and again.worker == "host-b"
+    assert late is not None and late.worker == "host-b"
 
 
 def test_a_finished_step_fills_its_output_and_moves_progress() -> None:

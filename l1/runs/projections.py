@@ -52,6 +52,7 @@ def apply_started(run: Run | None, event: RunStarted) -> Run | None:
         status=status,
         started_at=run.started_at or event.at,
         attempts=max(run.attempts, event.attempt),
+        worker=event.worker if event.attempt >= run.attempts else run.worker,
     )
 
 

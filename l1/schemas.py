@@ -63,23 +63,9 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def rank(self) -> int:
-        """Order of precedence: a lower rank never overwrites a higher one."""
-        return _RANK[self]
-
-    @property
     def terminal(self) -> bool:
         """True once the run has finished, successfully or not."""
-        return self.rank == 2
-
-
-_RANK = {
-    RunStatus.PENDING: 0,
-    RunStatus.RUNNING: 1,
-    RunStatus.COMPLETED: 2,
-    RunStatus.FAILED: 2,
-    RunStatus.CANCELLED: 2,
-}
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class RunSubmission(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

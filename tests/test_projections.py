@@ -139,6 +139,9 @@ def test_the_run_names_the_worker_of_its_latest_attempt() -> None:
     assert first is not None and first.worker == "host-a"
     assert again is not None and again.worker == "host-b"
     assert late is not None and late.worker == "host-b"
+    quick = RunCompleted.of(request(), provenance=provenance(), worker="host-c")
+    done = apply(run(), quick)  # a quick render sends no "started"
+    assert done is not None and done.worker == "host-c"
 
 
 def test_a_finished_step_fills_its_output_and_moves_progress() -> None:

@@ -43,13 +43,12 @@ def apply_submitted(run: Run | None, submitted: RunSubmitted | Run) -> Run | Non
 
 
 def apply_started(run: Run | None, event: RunStarted) -> Run | None:
-    """A worker took the run."""
-    if run is None or _stale(run, event):
+    """A worker took the run; a finished run stays as it finished."""
+    if run is None or _stale(run, event) or run.status.terminal:
         return None
-    status = run.status if run.status.rank > RunStatus.RUNNING.rank else RunStatus.RUNNING
     return replace(
         run,
-        status=status,
+        status=RunStatus.RUNNING,
         started_at=run.started_at or event.at,
         attempts=max(run.attempts, event.attempt),
         worker=event.worker if event.attempt >= run.attempts else run.worker,
@@ -98,6 +97,7 @@ def apply_completed(run: Run | None, event: RunCompleted) -> Run | None:
         steps=steps,
         started_at=run.started_at or event.started_at or event.at,
         attempts=max(run.attempts, event.attempt),
+        worker=event.worker or run.worker,
         completed_at=event.at,
         output_hash=event.output_hash,
         provenance=event.provenance,

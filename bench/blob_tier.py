@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import shutil
 import statistics
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import nats
 from nats.js.errors import NotFoundError
 
+from bench.compare import machine
 from bench.media_io import write_file
 from l1.cache.blobs import BlobTier
 from l1.cache.incoming import Incoming
@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = root / "item.bin"
         write_file(path, args.size)
-        machine = platform.processor() or platform.machine()
-        print(f"{args.size} MiB, {args.nodes} nats-server(s) and replicas; {machine}")
+        print(f"{args.size} MiB, {args.nodes} nats-server(s) and replicas; {machine()}")
         urls = [f"nats://127.0.0.1:{server.port}" for server in servers]
         asyncio.run(measure(urls, path, args.nodes, args.rounds))
     finally:

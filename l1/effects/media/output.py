@@ -71,6 +71,17 @@ class VideoOut:
         self.step = 1 / fps
         self.count = 0
 
+    def tag_like(self, frame: av.VideoFrame) -> None:
+        """Give the stream ``frame``'s colour tags (matrix, range, primaries, transfer),
+        so players read the YUV the way it was made; only before the first frame."""
+        if self.count:
+            return
+        codec = self._stream.codec_context
+        codec.colorspace = frame.colorspace
+        codec.color_range = frame.color_range
+        codec.color_primaries = frame.color_primaries
+        codec.color_trc = frame.color_trc
+
     def write(self, picture: av.VideoFrame | Image.Image) -> None:
         """Encode the next frame; a picture of another size is scaled to the stream's."""
         frame = _to_frame(picture)

@@ -1,6 +1,10 @@
 """Per-frame effects: each is a :class:`FrameEffect` whose :meth:`~FrameEffect.picture`
 changes one Pillow picture; it renders an image, or a video frame by frame.
 
+An effect that libavfilter can do as well says how in :meth:`~FrameEffect.video_filter`;
+its videos are then filtered in YUV (:mod:`l1.effects.media.filters`), several times
+faster than turning every frame into an RGB picture and back, with the same meaning.
+
 Pictures come in as RGB or RGBA; the alpha channel is kept where it makes sense, and
 filters that mix neighbouring pixels work on premultiplied colour, so transparent
 pixels do not bleed into their neighbours. Image outputs are PNG (lossless); video
@@ -17,6 +21,7 @@ from typing import Generic, TypeVar
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from l1.effects.limits import MAX_PIXELS
+from l1.effects.media.filters import filter_frames
 from l1.effects.media.pipeline import map_frames
 from l1.effects.media.probe import MediaError, check_frame, open_image, probe_input
 from l1.effects.params import (
@@ -70,6 +75,12 @@ class FrameEffect(Generic[P]):
         """The changed picture."""
         raise NotImplementedError
 
+    def video_filter(self, params: P, size: tuple[int, int]) -> str | None:
+        """The libavfilter chain that does to a ``size`` video frame what
+        :meth:`picture` does to a picture (``name=options`` steps joined by commas), or
+        None when libavfilter has no match and frames go through :meth:`picture`."""
+        return None
+
     def __call__(
         self, inputs: Sequence[Path], workdir: Path, params: P, context: RenderContext
     ) -> Path:
@@ -77,6 +88,9 @@ class FrameEffect(Generic[P]):
         source = inputs[0]
         info = probe_input(source, _ACCEPTS, context.limits)
         if info.kind == "video":
+            description = self.video_filter(params, (info.width or 0, info.height or 0))
+            if description is not None:
+                return filter_frames(source, workdir, description, params.encoding, context)
             change = self.picture
             return map_frames(
                 source, workdir, lambda frame: change(frame, params), params.encoding, context
@@ -104,12 +118,20 @@ class Grayscale(FrameEffect[FrameParams]):
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return _on_colour(image, lambda rgb: rgb.convert("L").convert("RGB"))
 
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        # Luma is already ITU-R 601 Y; neutral chroma leaves exactly that.
+        return "hue=s=0"
+
 
 class Invert(FrameEffect[FrameParams]):
     """The negative; applying it twice gives the original back."""
 
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return _on_colour(image, ImageOps.invert)
+
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        # In limited-range YUV, negating each plane within its range is RGB's 255 - v.
+        return "negate"
 
 
 _SEPIA = (
@@ -123,24 +145,31 @@ class Sepia(FrameEffect[SepiaParams]):
     """The classic sepia matrix, blended with the original by ``strength``."""
 
     def picture(self, image: Image.Image, params: SepiaParams) -> Image.Image:
-        s = params.strength
-        rows = [
-            [(1 - s) * (row == col) + s * _SEPIA[row][col] for col in range(3)] + [0.0]
-            for row in range(3)
-        ]
-        matrix = tuple(value for row in rows for value in row)
+        matrix = _sepia_matrix(params.strength)
         # Pillow applies (and clips) a colour matrix in C, far quicker than numpy on video.
         return _on_colour(image, lambda rgb: rgb.convert("RGB", matrix))
 
+    def video_filter(self, params: SepiaParams, size: tuple[int, int]) -> str | None:
+        # The same matrix, row by row with the alpha column: rr:rg:rb:ra:gr:...:ba.
+        return "colorchannelmixer=" + ":".join(f"{v:.6g}" for v in _sepia_matrix(params.strength))
+
 
 class Blur(FrameEffect[BlurParams]):
-    """Gaussian blur."""
+    """Gaussian blur; ``radius`` is the standard deviation in pixels."""
 
     def picture(self, image: Image.Image, params: BlurParams) -> Image.Image:
         if params.radius == 0:
             return image.copy()
         blur = ImageFilter.GaussianBlur(params.radius)
         return _premultiplied(image, lambda im: im.filter(blur))
+
+    def video_filter(self, params: BlurParams, size: tuple[int, int]) -> str | None:
+        if params.radius == 0:
+            return "null"
+        # yuv420p chroma has half the resolution, so half the radius in its own pixels
+        # blurs colour as far across the picture as luma.
+        luma, chroma = params.radius, params.radius / 2
+        return f"gblur=sigma={luma:g}:planes=1,gblur=sigma={chroma:g}:planes=6"
 
 
 class Sharpen(FrameEffect[SharpenParams]):
@@ -170,6 +199,10 @@ class Saturation(FrameEffect[FactorParams]):
 
     def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
         return _on_colour(image, lambda rgb: ImageEnhance.Color(rgb).enhance(params.factor))
+
+    def video_filter(self, params: FactorParams, size: tuple[int, int]) -> str | None:
+        # Pillow mixes each pixel with its own grey; in YUV that scales the chroma.
+        return f"hue=s={params.factor:g}"
 
 
 class HueShift(FrameEffect[HueShiftParams]):
@@ -251,12 +284,23 @@ class Rotate(FrameEffect[RotateParams]):
             fillcolor=_fill_for(canvas, fill),
         )
 
+    def video_filter(self, params: RotateParams, size: tuple[int, int]) -> str | None:
+        angle = params.degrees % 360
+        if angle == 0:
+            return "null"
+        if angle in _TRANSPOSES and (params.expand or angle == 180):
+            return _TRANSPOSES[int(angle)]
+        return None  # any other turn resamples: Pillow's bicubic rotation
+
 
 class Flip(FrameEffect[FrameParams]):
     """Upside down (top and bottom swapped)."""
 
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return ImageOps.flip(image)
+
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        return "vflip"
 
 
 class Mirror(FrameEffect[FrameParams]):
@@ -265,23 +309,50 @@ class Mirror(FrameEffect[FrameParams]):
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return ImageOps.mirror(image)
 
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        return "hflip"
+
 
 class Crop(FrameEffect[CropParams]):
     """The box of ``params``; a box reaching outside the picture is refused."""
 
     def picture(self, image: Image.Image, params: CropParams) -> Image.Image:
-        width = params.width or image.width - params.left
-        height = params.height or image.height - params.top
-        right, bottom = params.left + width, params.top + height
-        if width <= 0 or height <= 0 or right > image.width or bottom > image.height:
-            raise MediaError(
-                f"the crop box {width}x{height} at ({params.left}, {params.top}) "
-                f"does not fit in the {image.width}x{image.height} picture"
-            )
-        return image.crop((params.left, params.top, right, bottom))
+        width, height = _crop_size(image.size, params)
+        return image.crop((params.left, params.top, params.left + width, params.top + height))
+
+    def video_filter(self, params: CropParams, size: tuple[int, int]) -> str | None:
+        width, height = _crop_size(size, params)
+        # exact: an odd offset is kept, not rounded to the chroma grid.
+        return f"crop={width}:{height}:{params.left}:{params.top}:exact=1"
 
 
 # --- Helpers --------------------------------------------------------------------------
+
+
+# Clockwise quarter turns as libavfilter's transposes.
+_TRANSPOSES = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
+
+
+def _sepia_matrix(strength: float) -> tuple[float, ...]:
+    """The sepia matrix blended with the identity by ``strength``, as 3 rows of 4
+    (Pillow's ``convert`` matrix layout)."""
+    rows = [
+        [(1 - strength) * (row == col) + strength * _SEPIA[row][col] for col in range(3)] + [0.0]
+        for row in range(3)
+    ]
+    return tuple(value for row in rows for value in row)
+
+
+def _crop_size(size: tuple[int, int], params: CropParams) -> tuple[int, int]:
+    """The crop box's width and height in a ``size`` picture; refused unless it fits."""
+    width = params.width or size[0] - params.left
+    height = params.height or size[1] - params.top
+    if width <= 0 or height <= 0 or params.left + width > size[0] or params.top + height > size[1]:
+        raise MediaError(
+            f"the crop box {width}x{height} at ({params.left}, {params.top}) "
+            f"does not fit in the {size[0]}x{size[1]} picture"
+        )
+    return width, height
 
 
 def _on_colour(image: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:

@@ -40,23 +40,11 @@ _FRAME_EFFECTS: list[tuple[str, str, type[p.FrameParams], str]] = [
 ]
 
 
-# Effects whose output changed since version 1. Version 2: videos are filtered in YUV
-# through libavfilter (no RGB round trip), so the frames' bytes differ though the
-# effect and its parameters mean the same.
-_FRAME_VERSIONS: dict[str, str] = {
-    name: "2"
-    for name in (
-        "grayscale",
-        "invert",
-        "sepia",
-        "blur",
-        "saturation",
-        "rotate",
-        "flip",
-        "mirror",
-        "crop",
-    )
-}
+# Version 2 of every effect that writes video: libx264 runs frame threads, as the ffmpeg
+# command line does (slice threads before), and the per-frame effects libavfilter can do
+# filter their frames in YUV (no RGB round trip). The same effects with the same
+# parameters, but other bytes, so their cached renders must not be reused.
+_VIDEO_VERSION = "2"
 
 
 def basic_effects() -> list[Effect]:
@@ -86,7 +74,7 @@ def frame_effects() -> list[Effect]:
     return [
         Effect(
             name=name,
-            version=_FRAME_VERSIONS.get(name, "1"),
+            version=_VIDEO_VERSION,
             description=description,
             render=f"l1.effects.render.frames:{cls}",
             params=params,
@@ -98,7 +86,12 @@ def frame_effects() -> list[Effect]:
 
 def _effect(name: str, description: str, render: str, params: Any, **options: Any) -> Effect:
     return Effect(
-        name=name, version="1", description=description, render=render, params=params, **options
+        name=name,
+        version=_VIDEO_VERSION,
+        description=description,
+        render=render,
+        params=params,
+        **options,
     )
 
 

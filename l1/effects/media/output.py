@@ -66,6 +66,9 @@ class VideoOut:
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = 1 / fps
         stream.codec_context.thread_count = 0  # libx264 picks a thread per core
+        # Frame threads, as the ffmpeg command line runs libx264 (PyAV's default of
+        # slice threads would cut every frame into slices instead).
+        stream.codec_context.thread_type = "AUTO"
         self._output = output
         self._stream = stream
         self.step = 1 / fps

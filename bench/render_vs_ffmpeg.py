@@ -15,7 +15,10 @@ ffmpeg side runs exactly the chain L1's effect builds. Which side goes first alt
 between rounds, so that a machine shared with other work disadvantages neither.
 
 It prints each side's frames per second and their ratio (L1 / ffmpeg) per round, then
-the range across rounds, with the machine and both FFmpeg versions.
+the median and range across rounds, with the machine and both FFmpeg versions. On a
+machine shared with other work the wall-clock ratio swings from round to round, so it
+also prints the CPU ratio (ffmpeg's CPU seconds / L1's, all threads): above 1, L1 spent
+less CPU on the same frames.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["main", "make_test_clip"]
 
@@ -71,26 +75,38 @@ def _filter_chain(name: str, clip: Path, encoding: dict[str, Any]) -> tuple[Any,
     return effect, params, chain
 
 
-def _time_l1(effect: Any, clip: Path, encoding: dict[str, Any], workdir: Path) -> float:
-    """Seconds for one render of ``effect``, the way a render process runs it."""
+class Timing(NamedTuple):
+    """Wall-clock and CPU seconds (user + system, every thread) of one render."""
+
+    wall: float
+    cpu: float
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_l1(effect: Any, clip: Path, encoding: dict[str, Any], workdir: Path) -> Timing:
+    """One render of ``effect``, the way a render process runs it."""
     from l1.effects import RenderContext
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
     render = effect.load()
     params = effect.parse_params({"encoding": encoding})
     render([clip], workdir, params, RenderContext())
-    return time.perf_counter() - started
+    return Timing(time.perf_counter() - started, _cpu(resource.RUSAGE_SELF) - cpu)
 
 
-def _time_ffmpeg(chain: str, clip: Path, args: argparse.Namespace, target: Path) -> float:
-    """Seconds for the ffmpeg command line doing the same chain with the same encoder."""
-    started = time.perf_counter()
+def _time_ffmpeg(chain: str, clip: Path, args: argparse.Namespace, target: Path) -> Timing:
+    """The ffmpeg command line doing the same chain with the same encoder."""
+    started, cpu = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
     _ffmpeg(
         "-i", str(clip), "-vf", f"{chain},format=yuv420p",
         "-c:v", "libx264", "-preset", args.preset, "-crf", str(args.crf),
         "-c:a", "copy", str(target),
     )  # fmt: skip
-    return time.perf_counter() - started
+    return Timing(time.perf_counter() - started, _cpu(resource.RUSAGE_CHILDREN) - cpu)
 
 
 def _machine() -> list[str]:
@@ -140,6 +156,7 @@ def main() -> None:
         chosen = [name.strip() for name in args.effects.split(",") if name.strip()]
         chains = {name: _filter_chain(name, clip, encoding) for name in chosen}
         ratios: dict[str, list[float]] = {name: [] for name in chosen}
+        cpu_ratios: dict[str, list[float]] = {name: [] for name in chosen}
         fps: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in chosen}
         for round_ in range(args.rounds):
             for name in chosen:
@@ -153,28 +170,45 @@ def main() -> None:
                 else:
                     theirs = _time_ffmpeg(chain, clip, args, target)
                     ours = _time_l1(effect, clip, encoding, workdir)
-                ours_fps, theirs_fps = frames / ours, frames / theirs
+                if round_ == 0 and name == chosen[0]:
+                    print(f"libx264: L1 {_x264(workdir / 'output.mp4')}, ffmpeg {_x264(target)}")
+                ours_fps, theirs_fps = frames / ours.wall, frames / theirs.wall
+                cpu_ratios[name].append(theirs.cpu / ours.cpu)
                 fps[name][0].append(ours_fps)
                 fps[name][1].append(theirs_fps)
                 ratios[name].append(ours_fps / theirs_fps)
                 print(
                     f"round {round_ + 1} {name:<10} L1 {ours_fps:6.1f} fps  "
-                    f"ffmpeg {theirs_fps:6.1f} fps  ratio {ours_fps / theirs_fps:.2f}",
+                    f"ffmpeg {theirs_fps:6.1f} fps  ratio {ours_fps / theirs_fps:.2f}  "
+                    f"CPU ms/frame L1 {1000 * ours.cpu / frames:.1f} "
+                    f"ffmpeg {1000 * theirs.cpu / frames:.1f}",
                     flush=True,
                 )
                 shutil.rmtree(workdir)
                 target.unlink()
     print()
-    print("| effect | filter chain | L1 fps | ffmpeg fps | ratio (median, range) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| effect | filter chain | L1 fps | ffmpeg fps | fps ratio, median (range) "
+        "| CPU ratio, median (range) |"
+    )
+    print("|---|---|---|---|---|---|")
     for name in chosen:
         ours_list, theirs_list = fps[name]
         print(
             f"| {name} | `{chains[name][2]}` | {_span(ours_list)} | {_span(theirs_list)} | "
             f"{statistics.median(ratios[name]):.2f} "
-            f"({min(ratios[name]):.2f}-{max(ratios[name]):.2f}) |"
+            f"({min(ratios[name]):.2f}-{max(ratios[name]):.2f}) | "
+            f"{statistics.median(cpu_ratios[name]):.2f} "
+            f"({min(cpu_ratios[name]):.2f}-{max(cpu_ratios[name]):.2f}) |"
         )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _x264(path: Path) -> str:
+    """The x264 build that wrote ``path``, from the version string it leaves in the stream."""
+    data = path.read_bytes()
+    start = data.find(b"x264 - core ")
+    return data[start + 7 : data.find(b" - ", start + 12)].decode() if start >= 0 else "?"
 
 
 def _span(values: list[float]) -> str:

@@ -170,6 +170,29 @@ def test_colour_tags_follow_the_source(tmp_path: Path) -> None:
     assert found == tags
 
 
+@pytest.mark.parametrize(("pix_fmt", "colour_range"), [("yuvj420p", 2), ("yuv420p10le", 0)])
+def test_full_range_and_deep_sources_keep_their_look(
+    pix_fmt: str, colour_range: int, tmp_path: Path
+) -> None:
+    source = _write_clip(
+        tmp_path / f"{pix_fmt}.mp4",
+        (64, 48),
+        "libx264",
+        pix_fmt,
+        tags={"color_range": colour_range},
+    )
+    output = render("mirror", source, tmp_path)
+    with av.open(str(source)) as container:
+        tagged = int(container.streams.video[0].codec_context.color_range)
+    assert tagged == colour_range  # 2: full range; 0: x264 leaves tv range untagged
+    with av.open(str(output)) as container:
+        codec = container.streams.video[0].codec_context
+        # 8 bits for the encoder, in the range the source's frames are in and say so.
+        assert codec.pix_fmt in ("yuv420p", "yuvj420p")
+        assert int(codec.color_range) == tagged
+    assert difference(decode_frames(output)[3], decode_frames(source)[3][:, ::-1]) < 4
+
+
 def test_a_turn_that_resamples_still_renders_video(clip: Path, tmp_path: Path) -> None:
     summary = stream_summary(render("rotate", clip, tmp_path, degrees=30, expand=False))
     assert (summary["width"], summary["height"], summary["frames"]) == (160, 120, 24)

@@ -118,7 +118,11 @@ def output_size(description: str, src: Source) -> tuple[int, int]:
     """The size of the frames ``description`` makes of ``src``'s, found by filtering
     one blank frame of the source's size and pixel format."""
     codec = src.picture.codec_context
-    blank = av.VideoFrame(codec.width, codec.height, codec.pix_fmt or _ENCODER_FORMAT)
+    try:
+        blank = av.VideoFrame(codec.width, codec.height, codec.pix_fmt or _ENCODER_FORMAT)
+    except (ValueError, av.error.FFmpegError):
+        # A format PyAV cannot allocate a frame of; the geometry is the same in yuv420p.
+        blank = av.VideoFrame(codec.width, codec.height, _ENCODER_FORMAT)
     blank.time_base = src.picture.time_base or Fraction(1, 1)
     blank.pts = 0
     chain = FilterChain(description, blank.time_base)

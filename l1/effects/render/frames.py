@@ -13,17 +13,15 @@ outputs are as :mod:`l1.effects.media.output` writes them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from l1.effects.limits import MAX_PIXELS
 from l1.effects.media.filters import filter_frames
 from l1.effects.media.pipeline import map_frames
-from l1.effects.media.probe import MediaError, check_frame, open_image, probe_input
+from l1.effects.media.probe import check_frame, open_image, probe_input
 from l1.effects.params import (
     BlurParams,
     CropParams,
@@ -38,6 +36,14 @@ from l1.effects.params import (
     SharpenParams,
 )
 from l1.effects.registry import RenderContext
+from l1.effects.render.geometry import (
+    QUARTER_TURNS,
+    TRANSPOSES,
+    crop_size,
+    refuse_past_limit,
+    resize_box,
+    turned_size,
+)
 
 __all__ = [
     "IMAGE_OUTPUT_NAME",
@@ -244,7 +250,7 @@ class Resize(FrameEffect[ResizeParams]):
     """Resize as ``params.mode`` says (see :class:`~l1.effects.params.ResizeParams`)."""
 
     def picture(self, image: Image.Image, params: ResizeParams) -> Image.Image:
-        size = _box(image.size, params)
+        size = resize_box(image.size, params)
         if params.width is None or params.height is None or params.mode == "stretch":
             return image.resize(size, _RESAMPLE)
         if params.mode == "fit":
@@ -255,14 +261,6 @@ class Resize(FrameEffect[ResizeParams]):
         return ImageOps.pad(_with_alpha_for(image, colour), size, _RESAMPLE, color=colour)
 
 
-# Clockwise quarter turns; Pillow names its transposes counter-clockwise.
-_QUARTER_TURNS = {
-    90: Image.Transpose.ROTATE_270,
-    180: Image.Transpose.ROTATE_180,
-    270: Image.Transpose.ROTATE_90,
-}
-
-
 class Rotate(FrameEffect[RotateParams]):
     """Rotate clockwise; quarter turns with ``expand`` are exact (no resampling)."""
 
@@ -270,10 +268,10 @@ class Rotate(FrameEffect[RotateParams]):
         angle = params.degrees % 360
         if angle == 0:
             return image.copy()
-        if angle in _QUARTER_TURNS and (params.expand or angle == 180):
-            return image.transpose(_QUARTER_TURNS[int(angle)])
+        if angle in QUARTER_TURNS and (params.expand or angle == 180):
+            return image.transpose(QUARTER_TURNS[int(angle)])
         if params.expand:
-            _refuse_past_limit(_turned(image.size, angle))
+            refuse_past_limit(turned_size(image.size, angle))
         fill = _rgba(params.fill)
         canvas = _with_alpha_for(image, fill)
         # Pillow turns counter-clockwise for positive angles.
@@ -288,8 +286,8 @@ class Rotate(FrameEffect[RotateParams]):
         angle = params.degrees % 360
         if angle == 0:
             return "null"
-        if angle in _TRANSPOSES and (params.expand or angle == 180):
-            return _TRANSPOSES[int(angle)]
+        if angle in TRANSPOSES and (params.expand or angle == 180):
+            return TRANSPOSES[int(angle)]
         return None  # any other turn resamples: Pillow's bicubic rotation
 
 
@@ -317,20 +315,16 @@ class Crop(FrameEffect[CropParams]):
     """The box of ``params``; a box reaching outside the picture is refused."""
 
     def picture(self, image: Image.Image, params: CropParams) -> Image.Image:
-        width, height = _crop_size(image.size, params)
+        width, height = crop_size(image.size, params)
         return image.crop((params.left, params.top, params.left + width, params.top + height))
 
     def video_filter(self, params: CropParams, size: tuple[int, int]) -> str | None:
-        width, height = _crop_size(size, params)
+        width, height = crop_size(size, params)
         # exact: an odd offset is kept, not rounded to the chroma grid.
         return f"crop={width}:{height}:{params.left}:{params.top}:exact=1"
 
 
 # --- Helpers --------------------------------------------------------------------------
-
-
-# Clockwise quarter turns as libavfilter's transposes.
-_TRANSPOSES = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
 
 
 def _sepia_matrix(strength: float) -> tuple[float, ...]:
@@ -341,18 +335,6 @@ def _sepia_matrix(strength: float) -> tuple[float, ...]:
         for row in range(3)
     ]
     return tuple(value for row in rows for value in row)
-
-
-def _crop_size(size: tuple[int, int], params: CropParams) -> tuple[int, int]:
-    """The crop box's width and height in a ``size`` picture; refused unless it fits."""
-    width = params.width or size[0] - params.left
-    height = params.height or size[1] - params.top
-    if width <= 0 or height <= 0 or params.left + width > size[0] or params.top + height > size[1]:
-        raise MediaError(
-            f"the crop box {width}x{height} at ({params.left}, {params.top}) "
-            f"does not fit in the {size[0]}x{size[1]} picture"
-        )
-    return width, height
 
 
 def _on_colour(image: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:
@@ -369,32 +351,6 @@ def _premultiplied(image: Image.Image, fn: Callable[[Image.Image], Image.Image])
     if image.mode != "RGBA":
         return fn(image)
     return fn(image.convert("RGBa")).convert("RGBA")
-
-
-def _box(size: tuple[int, int], params: ResizeParams) -> tuple[int, int]:
-    """The target size, a missing side following the aspect ratio."""
-    width, height = size
-    if params.width is not None and params.height is not None:
-        box = (params.width, params.height)
-    elif params.width is not None:
-        box = (params.width, max(1, round(height * params.width / width)))
-    else:
-        assert params.height is not None  # ResizeParams refuses neither
-        box = (max(1, round(width * params.height / height)), params.height)
-    _refuse_past_limit(box)
-    return box
-
-
-def _turned(size: tuple[int, int], degrees: float) -> tuple[int, int]:
-    """The canvas that holds a ``size`` picture turned by ``degrees``."""
-    width, height = size
-    cos, sin = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
-    return math.ceil(width * cos + height * sin), math.ceil(width * sin + height * cos)
-
-
-def _refuse_past_limit(box: tuple[int, int]) -> None:
-    if box[0] * box[1] > MAX_PIXELS:
-        raise MediaError(f"the output would be {box[0]}x{box[1]}, over {MAX_PIXELS:,} pixels")
 
 
 def _rgba(colour: str) -> tuple[int, int, int, int]:

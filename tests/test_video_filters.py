@@ -193,6 +193,21 @@ def test_full_range_and_deep_sources_keep_their_look(
     assert difference(decode_frames(output)[3], decode_frames(source)[3][:, ::-1]) < 4
 
 
+@pytest.mark.parametrize("name", ["flip", "posterize"])
+def test_tagged_sources_look_the_same_through_either_path(name: str, tmp_path: Path) -> None:
+    # posterize at 8 bits changes nothing, through Pillow; flip, through libavfilter.
+    tags = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 2}
+    source = _write_clip(tmp_path / "hd.mp4", (64, 48), "libx264", "yuv420p", tags=tags)
+    output = render(name, source, tmp_path, **({"bits": 8} if name == "posterize" else {}))
+    with av.open(str(output)) as container:
+        codec = container.streams.video[0].codec_context
+        assert {tag: int(getattr(codec, tag)) for tag in tags} == tags
+    expected = decode_frames(source)[5]
+    if name == "flip":
+        expected = expected[::-1]
+    assert difference(decode_frames(output)[5], expected) < 3
+
+
 def test_a_turn_that_resamples_still_renders_video(clip: Path, tmp_path: Path) -> None:
     summary = stream_summary(render("rotate", clip, tmp_path, degrees=30, expand=False))
     assert (summary["width"], summary["height"], summary["frames"]) == (160, 120, 24)

@@ -156,8 +156,7 @@ def filter_frames(
 
 
 def _write(video: VideoOut, frame: av.VideoFrame, meter: Meter) -> None:
-    video.tag_like(frame)
-    video.write(frame)
+    video.write(frame)  # the first frame's colour tags become the stream's
     meter.step()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import av
 import av.error
@@ -50,8 +50,35 @@ def open_target(path: Path) -> Iterator[av.container.OutputContainer]:
         yield output
 
 
+class ColourTagged(Protocol):
+    """Anything that says how its YUV is meant: a frame, or a stream's codec context."""
+
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+
+
+# libavutil's matrices (AVColorSpace) as swscale names them, for RGB pictures made YUV.
+_SWS_MATRIX: Final = {
+    1: "ITU709",
+    4: "FCC",
+    5: "ITU601",
+    6: "SMPTE170M",
+    7: "SMPTE240M",
+    9: "BT2020",
+    10: "BT2020",
+}
+
+
 class VideoOut:
-    """The H.264 stream of the output; frames get consecutive timestamps."""
+    """The H.264 stream of the output; frames get consecutive timestamps.
+
+    The stream carries its source's colour tags (:meth:`tag_like`, or the first frame
+    written), and RGB pictures are made YUV with that matrix and range, so an effect's
+    output looks like its source wherever it left the colours alone. Untagged sources
+    give untagged outputs, converted with swscale's defaults both ways.
+    """
 
     def __init__(
         self,
@@ -73,21 +100,33 @@ class VideoOut:
         self._stream = stream
         self.step = 1 / fps
         self.count = 0
+        self._tagged = False
+        self._matrix: str | None = None
+        self._range = 0
 
-    def tag_like(self, frame: av.VideoFrame) -> None:
-        """Give the stream ``frame``'s colour tags (matrix, range, primaries, transfer),
+    def tag_like(self, source: ColourTagged) -> None:
+        """Give the stream ``source``'s colour tags (matrix, range, primaries, transfer),
         so players read the YUV the way it was made; only before the first frame."""
-        if self.count:
+        if self.count or self._tagged:
             return
+        self._tagged = True
+        if int(source.colorspace) == 0:
+            return  # RGB: it says nothing of the YUV made from it
         codec = self._stream.codec_context
-        codec.colorspace = frame.colorspace
-        codec.color_range = frame.color_range
-        codec.color_primaries = frame.color_primaries
-        codec.color_trc = frame.color_trc
+        codec.colorspace = source.colorspace
+        codec.color_range = source.color_range
+        codec.color_primaries = source.color_primaries
+        codec.color_trc = source.color_trc
+        self._matrix = _SWS_MATRIX.get(int(source.colorspace))
+        self._range = int(source.color_range)
 
     def write(self, picture: av.VideoFrame | Image.Image) -> None:
         """Encode the next frame; a picture of another size is scaled to the stream's."""
-        frame = _to_frame(picture)
+        if isinstance(picture, av.VideoFrame):
+            self.tag_like(picture)
+            frame = picture
+        else:
+            frame = self._from_picture(picture)
         frame.pts = self.count
         frame.time_base = self.step
         # Decoded frames carry their source picture type, which libx264 would obey.
@@ -99,12 +138,19 @@ class VideoOut:
         """Drain the encoder."""
         self._output.mux(self._stream.encode(None))
 
-
-def _to_frame(picture: av.VideoFrame | Image.Image) -> av.VideoFrame:
-    if isinstance(picture, av.VideoFrame):
-        return picture
-    rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
-    return av.VideoFrame.from_image(rgb)
+    def _from_picture(self, picture: Image.Image) -> av.VideoFrame:
+        rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
+        frame = av.VideoFrame.from_image(rgb)
+        if self._matrix is None and not self._range:
+            return frame  # the encoder converts with the defaults it decoded with
+        width, height = self._stream.width, self._stream.height
+        return frame.reformat(
+            width,
+            height,
+            "yuv420p",
+            dst_colorspace=self._matrix,
+            dst_color_range=self._range or None,
+        )
 
 
 def _even(size: tuple[int, int]) -> tuple[int, int]:

@@ -74,6 +74,7 @@ def map_frames(
         size = transform(Image.new("RGB", src.size)).size
         check_frame(*size, context.limits, kind="output")
         video = VideoOut(output, size, src.fps, encoding)
+        video.tag_like(src.picture.codec_context)
         audio = audio_out(output, src)
         meter = Meter(src.frames, context.progress)
         with frames(src, audio, pictures=True) as pictures:

@@ -41,9 +41,10 @@ _FRAME_EFFECTS: list[tuple[str, str, type[p.FrameParams], str]] = [
 
 
 # Version 2 of every effect that writes video: libx264 runs frame threads, as the ffmpeg
-# command line does (slice threads before), and the per-frame effects libavfilter can do
-# filter their frames in YUV (no RGB round trip). The same effects with the same
-# parameters, but other bytes, so their cached renders must not be reused.
+# command line does (slice threads before), outputs carry their source's colour tags, and
+# the per-frame effects libavfilter can do filter their frames in YUV (no RGB round
+# trip). The same effects with the same parameters, but other bytes, so their cached
+# renders must not be reused.
 _VIDEO_VERSION = "2"
 
 

@@ -40,6 +40,9 @@ bench: $(VENV)/.bench-extras
 	$(BIN)/python -m bench.media_io
 	$(BIN)/python -m bench.blob_tier
 	$(BIN)/python -m bench.render_effect
+	@# Side by side with the ffmpeg command line, which it needs (Debian: apt-get install ffmpeg).
+	@if command -v ffmpeg >/dev/null; then $(BIN)/python -m bench.render_vs_ffmpeg; \
+	else echo "bench.render_vs_ffmpeg skipped: no ffmpeg on the PATH (apt-get install ffmpeg)"; fi
 	$(BIN)/python -m bench.recipe_cache
 
 ## Style and types.

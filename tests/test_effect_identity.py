@@ -16,10 +16,15 @@ from l1.effects.identity import effect_hash, render_source
 # that is meant (the output changed), bump the effect's version and pin the new hash.
 PINNED = {
     "identity": "d829014922dfbed0d139d253e6c856d29ff6cba1cd2c031b2df2584260deaddb",
-    "flip": "537419755755a26c1bbc60821454418f2701bf77ba71817a4d98d394ee9bc608",
-    "segment": "8d39a5717aefceb1542bf39b8050205ddb3248e4360ce6ca3fc03db2bc0d2bb1",
-    "mux": "8c72bc29e7c949e9449092fd49ec7178309fa9290d0f015d5363a2e3679a2dd5",
-    "blend": "c19c01c92c8381b11f2bf11726e84848bc5032c6d6be1de6f1e02dc942e3c4db",
+    # Version 2 of every effect that writes video: libx264 frame threads, and the
+    # per-frame effects libavfilter can do filtered in YUV.
+    "flip": "78448515c8c345fb481cd13795210b42664efa5f89c72b6fa323a89e2c96afeb",
+    "grayscale": "13e75a5587d272df13fd6dba8120c1dc58fdcfd620cb0d41c453af2d0430a521",
+    "blur": "1ae8781b00b823f69db265e7f7252cb2dedb23da15886a76b1b1c0e442d6e809",
+    "sepia": "3baa41c3d91e8ffa794a143bc35e8d48604ffdd49b4e61c72b3ac174bdcb837a",
+    "segment": "8897e3326b4c40f5173bc19bd879837fb0cf84246cd69e04f6c43db9746c89c3",
+    "mux": "6d53f0c034a5eb10dc1fb50b1e8c45a9bc2129f9e007a605a10de57cc19ca99e",
+    "blend": "7dd7ef701ec9bcb176474c935a4720d8ed6e2b493e3fe71448ccb920546cfd6e",
 }
 
 RENDER = '''

@@ -40,6 +40,14 @@ _FRAME_EFFECTS: list[tuple[str, str, type[p.FrameParams], str]] = [
 ]
 
 
+# Version 2 of every effect that writes video: libx264 runs frame threads, as the ffmpeg
+# command line does (slice threads before), outputs carry their source's colour tags, and
+# the per-frame effects libavfilter can do filter their frames in YUV (no RGB round
+# trip). The same effects with the same parameters, but other bytes, so their cached
+# renders must not be reused.
+_VIDEO_VERSION = "2"
+
+
 def basic_effects() -> list[Effect]:
     """``identity`` and ``dog``: the two that prove the plumbing."""
     return [
@@ -67,7 +75,7 @@ def frame_effects() -> list[Effect]:
     return [
         Effect(
             name=name,
-            version="1",
+            version=_VIDEO_VERSION,
             description=description,
             render=f"l1.effects.render.frames:{cls}",
             params=params,
@@ -79,7 +87,12 @@ def frame_effects() -> list[Effect]:
 
 def _effect(name: str, description: str, render: str, params: Any, **options: Any) -> Effect:
     return Effect(
-        name=name, version="1", description=description, render=render, params=params, **options
+        name=name,
+        version=_VIDEO_VERSION,
+        description=description,
+        render=render,
+        params=params,
+        **options,
     )
 
 

@@ -14,13 +14,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import av
 import av.error
 import av.filter
 from PIL import Image
 
+from l1.effects.media.soundfilters import AudioChain, silence
 from l1.effects.media.source import ALL, Source, Window, decoding
 from l1.effects.params import VideoEncoding
 from l1.effects.registry import MediaError, Progress
@@ -50,8 +51,35 @@ def open_target(path: Path) -> Iterator[av.container.OutputContainer]:
         yield output
 
 
+class ColourTagged(Protocol):
+    """Anything that says how its YUV is meant: a frame, or a stream's codec context."""
+
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+
+
+# libavutil's matrices (AVColorSpace) as swscale names them, for RGB pictures made YUV.
+_SWS_MATRIX: Final = {
+    1: "ITU709",
+    4: "FCC",
+    5: "ITU601",
+    6: "SMPTE170M",
+    7: "SMPTE240M",
+    9: "BT2020",
+    10: "BT2020",
+}
+
+
 class VideoOut:
-    """The H.264 stream of the output; frames get consecutive timestamps."""
+    """The H.264 stream of the output; frames get consecutive timestamps.
+
+    The stream carries its source's colour tags (:meth:`tag_like`, or the first frame
+    written), and RGB pictures are made YUV with that matrix and range, so an effect's
+    output looks like its source wherever it left the colours alone. Untagged sources
+    give untagged outputs, converted with swscale's defaults both ways.
+    """
 
     def __init__(
         self,
@@ -66,14 +94,40 @@ class VideoOut:
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = 1 / fps
         stream.codec_context.thread_count = 0  # libx264 picks a thread per core
+        # Frame threads, as the ffmpeg command line runs libx264 (PyAV's default of
+        # slice threads would cut every frame into slices instead).
+        stream.codec_context.thread_type = "AUTO"
         self._output = output
         self._stream = stream
         self.step = 1 / fps
         self.count = 0
+        self._tagged = False
+        self._matrix: str | None = None
+        self._range = 0
+
+    def tag_like(self, source: ColourTagged) -> None:
+        """Give the stream ``source``'s colour tags (matrix, range, primaries, transfer),
+        so players read the YUV the way it was made; only before the first frame."""
+        if self.count or self._tagged:
+            return
+        self._tagged = True
+        if int(source.colorspace) == 0:
+            return  # RGB: it says nothing of the YUV made from it
+        codec = self._stream.codec_context
+        codec.colorspace = source.colorspace
+        codec.color_range = source.color_range
+        codec.color_primaries = source.color_primaries
+        codec.color_trc = source.color_trc
+        self._matrix = _SWS_MATRIX.get(int(source.colorspace))
+        self._range = int(source.color_range)
 
     def write(self, picture: av.VideoFrame | Image.Image) -> None:
         """Encode the next frame; a picture of another size is scaled to the stream's."""
-        frame = _to_frame(picture)
+        if isinstance(picture, av.VideoFrame):
+            self.tag_like(picture)
+            frame = picture
+        else:
+            frame = self._from_picture(picture)
         frame.pts = self.count
         frame.time_base = self.step
         # Decoded frames carry their source picture type, which libx264 would obey.
@@ -85,12 +139,19 @@ class VideoOut:
         """Drain the encoder."""
         self._output.mux(self._stream.encode(None))
 
-
-def _to_frame(picture: av.VideoFrame | Image.Image) -> av.VideoFrame:
-    if isinstance(picture, av.VideoFrame):
-        return picture
-    rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
-    return av.VideoFrame.from_image(rgb)
+    def _from_picture(self, picture: Image.Image) -> av.VideoFrame:
+        rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
+        frame = av.VideoFrame.from_image(rgb)
+        if self._matrix is None and not self._range:
+            return frame  # the encoder converts with the defaults it decoded with
+        width, height = self._stream.width, self._stream.height
+        return frame.reformat(
+            width,
+            height,
+            "yuv420p",
+            dst_colorspace=self._matrix,
+            dst_color_range=self._range or None,
+        )
 
 
 def _even(size: tuple[int, int]) -> tuple[int, int]:
@@ -193,7 +254,7 @@ class AudioEncode:
         self.latest = -math.inf
         self._origin = 0.0
         self._input: av.audio.stream.AudioStream | None = None
-        self._chain = _AudioChain(rate, layout, tempo)
+        self._chain = AudioChain(rate, layout, tempo)
 
     @classmethod
     def like(
@@ -224,7 +285,7 @@ class AudioEncode:
         """Take audio from ``src`` next (flushing what the previous clip left)."""
         self._drain_decoder()
         self._encode(self._chain.flush())
-        self._chain = _AudioChain(self._rate, self._layout, self._tempo)
+        self._chain = AudioChain(self._rate, self._layout, self._tempo)
         self._origin = src.origin
         self._input = src.audio
 
@@ -247,11 +308,11 @@ class AudioEncode:
         """Add silence until the track is ``seconds`` long (nothing if it already is)."""
         self._drain_decoder()
         self._encode(self._chain.flush())
-        self._chain = _AudioChain(self._rate, self._layout, self._tempo)
+        self._chain = AudioChain(self._rate, self._layout, self._tempo)
         missing = round(seconds * self._rate) - self.samples
         while missing > 0:
             count = min(missing, self._rate)
-            self._encode([_silence(count, self._rate, self._layout)])
+            self._encode([silence(count, self._rate, self._layout)])
             missing -= count
 
     def finish(self) -> None:
@@ -277,82 +338,6 @@ class AudioEncode:
             frame.time_base = Fraction(1, self._rate)
             self.samples += frame.samples
             self._output.mux(self._stream.encode(frame))
-
-
-class _AudioChain:
-    """Decoded audio to the encoder's format: optional ``atempo`` stretch, then resampling."""
-
-    def __init__(self, rate: int, layout: str, tempo: float) -> None:
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-        self._tempo = tempo
-        self._graph: av.filter.Graph | None = None
-
-    def process(self, frame: av.AudioFrame) -> list[av.AudioFrame]:
-        """Converted frames for ``frame`` (possibly none yet: filters buffer)."""
-        stretched = self._stretch(frame) if self._tempo != 1.0 else [frame]
-        return [out for piece in stretched for out in self._resampler.resample(piece)]
-
-    def flush(self) -> list[av.AudioFrame]:
-        """Whatever the filters still hold."""
-        tail = self._stretch(None) if self._graph is not None else []
-        frames = [out for piece in tail for out in self._resampler.resample(piece)]
-        return frames + self._resampler.resample(None)
-
-    def _stretch(self, frame: av.AudioFrame | None) -> list[av.AudioFrame]:
-        if self._graph is None:
-            assert frame is not None
-            self._graph = _tempo_graph(frame, self._tempo)
-        self._graph.push(frame)
-        return _drain(self._graph)
-
-
-def _tempo_graph(frame: av.AudioFrame, tempo: float) -> av.filter.Graph:
-    graph = av.filter.Graph()
-    time_base = frame.time_base or Fraction(1, frame.sample_rate)
-    nodes = [
-        graph.add(
-            "abuffer",
-            sample_rate=str(frame.sample_rate),
-            sample_fmt=frame.format.name,
-            channel_layout=frame.layout.name,
-            time_base=str(time_base),
-        )
-    ]
-    nodes += [graph.add("atempo", f"{step:.6f}") for step in _tempo_steps(tempo)]
-    nodes.append(graph.add("abuffersink"))
-    graph.link_nodes(*nodes).configure()
-    return graph
-
-
-def _tempo_steps(tempo: float) -> list[float]:
-    """``atempo`` stages of 0.5-2.0 each (older FFmpeg refuses more), multiplying to ``tempo``."""
-    steps: list[float] = []
-    while tempo > 2.0:
-        steps.append(2.0)
-        tempo /= 2.0
-    while tempo < 0.5:
-        steps.append(0.5)
-        tempo /= 0.5
-    return [*steps, tempo]
-
-
-def _drain(graph: av.filter.Graph) -> list[av.AudioFrame]:
-    frames: list[av.AudioFrame] = []
-    while True:
-        try:
-            frame = graph.pull()
-        except (av.error.BlockingIOError, av.error.EOFError):
-            return frames
-        if isinstance(frame, av.AudioFrame):
-            frames.append(frame)
-
-
-def _silence(samples: int, rate: int, layout: str) -> av.AudioFrame:
-    frame = av.AudioFrame(format="fltp", layout=layout, samples=samples)
-    frame.sample_rate = rate
-    for plane in frame.planes:
-        plane.update(bytes(plane.buffer_size))
-    return frame
 
 
 def _rate(stream: av.audio.stream.AudioStream) -> int:

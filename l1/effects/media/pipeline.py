@@ -3,11 +3,16 @@
 :func:`frames` reads a source ahead in a thread and yields its video frames in order,
 handing each audio packet to the output's audio on the way; an effect transforms the
 frames and writes them to a :class:`~l1.effects.media.output.VideoOut`.
+:func:`map_frames` transforms several pictures at once, one per core, since Pillow lets
+go of the interpreter while it works on pixels.
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -60,24 +65,46 @@ def map_frames(
     encoding: VideoEncoding,
     context: RenderContext,
 ) -> Path:
-    """Apply ``transform`` to every frame of the video ``source``, one frame at a time;
-    the audio is carried over. Returns the MP4 written under ``workdir``."""
+    """Apply ``transform`` to every frame of the video ``source``, on as many frames at
+    once as there are cores, writing them in order; the audio is carried over. Returns
+    the MP4 written under ``workdir``."""
     target = workdir / OUTPUT_NAME
     with open_source(source, context.limits) as src, open_target(target) as output:
         # The output size is fixed before the first packet is written.
         size = transform(Image.new("RGB", src.size)).size
         check_frame(*size, context.limits, kind="output")
         video = VideoOut(output, size, src.fps, encoding)
+        video.tag_like(src.picture.codec_context)
         audio = audio_out(output, src)
         meter = Meter(src.frames, context.progress)
         with frames(src, audio, pictures=True) as pictures:
-            for picture in pictures:
-                assert isinstance(picture, Image.Image)
-                video.write(transform(picture))
-                meter.step()
+            _transform_in_order(pictures, transform, video, meter)
         finish(video, audio)
     meter.finish()
     return target
+
+
+def _transform_in_order(
+    pictures: Iterator[Frame],
+    transform: Callable[[Image.Image], Image.Image],
+    video: VideoOut,
+    meter: Meter,
+) -> None:
+    """Transform ``pictures`` in a pool of threads and encode the results in order; at
+    most one frame per thread waits, so memory stays flat. The first error raised by
+    ``transform`` is raised here, after the frames in flight are done."""
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(workers, thread_name_prefix="l1-frame") as pool:
+        pending: deque[Future[Image.Image]] = deque()
+        for picture in pictures:
+            assert isinstance(picture, Image.Image)
+            pending.append(pool.submit(transform, picture))
+            if len(pending) > workers:
+                video.write(pending.popleft().result())
+                meter.step()
+        while pending:
+            video.write(pending.popleft().result())
+            meter.step()
 
 
 def write_all(video: VideoOut, pictures: Iterator[Frame], meter: Meter) -> None:

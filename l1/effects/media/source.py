@@ -187,7 +187,9 @@ def _hold_to_limits(src: Source, frame: av.VideoFrame, count: int) -> None:
 
 def to_image(frame: av.VideoFrame) -> Image.Image:
     """The frame as an RGB picture sharing the converted frame's memory (no extra copy)."""
-    rgb = frame.reformat(format="rgb24")
+    # The frame's own range (its matrix PyAV reads by itself): full-range video would
+    # otherwise be read as limited and lose its blacks and whites.
+    rgb = frame.reformat(format="rgb24", src_color_range=int(frame.color_range) or None)
     plane = rgb.planes[0]
     size = (rgb.width, rgb.height)
     # A VideoPlane exposes the buffer protocol, which Pillow's stubs do not list.

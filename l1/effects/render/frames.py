@@ -1,6 +1,10 @@
 """Per-frame effects: each is a :class:`FrameEffect` whose :meth:`~FrameEffect.picture`
 changes one Pillow picture; it renders an image, or a video frame by frame.
 
+An effect that libavfilter can do as well says how in :meth:`~FrameEffect.video_filter`;
+its videos are then filtered in YUV (:mod:`l1.effects.media.filters`), several times
+faster than turning every frame into an RGB picture and back, with the same meaning.
+
 Pictures come in as RGB or RGBA; the alpha channel is kept where it makes sense, and
 filters that mix neighbouring pixels work on premultiplied colour, so transparent
 pixels do not bleed into their neighbours. Image outputs are PNG (lossless); video
@@ -9,16 +13,15 @@ outputs are as :mod:`l1.effects.media.output` writes them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from l1.effects.limits import MAX_PIXELS
+from l1.effects.media.filters import filter_frames
 from l1.effects.media.pipeline import map_frames
-from l1.effects.media.probe import MediaError, check_frame, open_image, probe_input
+from l1.effects.media.probe import check_frame, open_image, probe_input
 from l1.effects.params import (
     BlurParams,
     CropParams,
@@ -33,6 +36,14 @@ from l1.effects.params import (
     SharpenParams,
 )
 from l1.effects.registry import RenderContext
+from l1.effects.render.geometry import (
+    QUARTER_TURNS,
+    TRANSPOSES,
+    crop_size,
+    refuse_past_limit,
+    resize_box,
+    turned_size,
+)
 
 __all__ = [
     "IMAGE_OUTPUT_NAME",
@@ -70,6 +81,12 @@ class FrameEffect(Generic[P]):
         """The changed picture."""
         raise NotImplementedError
 
+    def video_filter(self, params: P, size: tuple[int, int]) -> str | None:
+        """The libavfilter chain that does to a ``size`` video frame what
+        :meth:`picture` does to a picture (``name=options`` steps joined by commas), or
+        None when libavfilter has no match and frames go through :meth:`picture`."""
+        return None
+
     def __call__(
         self, inputs: Sequence[Path], workdir: Path, params: P, context: RenderContext
     ) -> Path:
@@ -77,6 +94,9 @@ class FrameEffect(Generic[P]):
         source = inputs[0]
         info = probe_input(source, _ACCEPTS, context.limits)
         if info.kind == "video":
+            description = self.video_filter(params, (info.width or 0, info.height or 0))
+            if description is not None:
+                return filter_frames(source, workdir, description, params.encoding, context)
             change = self.picture
             return map_frames(
                 source, workdir, lambda frame: change(frame, params), params.encoding, context
@@ -104,12 +124,20 @@ class Grayscale(FrameEffect[FrameParams]):
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return _on_colour(image, lambda rgb: rgb.convert("L").convert("RGB"))
 
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        # Luma is already ITU-R 601 Y; neutral chroma leaves exactly that.
+        return "hue=s=0"
+
 
 class Invert(FrameEffect[FrameParams]):
     """The negative; applying it twice gives the original back."""
 
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return _on_colour(image, ImageOps.invert)
+
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        # In limited-range YUV, negating each plane within its range is RGB's 255 - v.
+        return "negate"
 
 
 _SEPIA = (
@@ -123,24 +151,31 @@ class Sepia(FrameEffect[SepiaParams]):
     """The classic sepia matrix, blended with the original by ``strength``."""
 
     def picture(self, image: Image.Image, params: SepiaParams) -> Image.Image:
-        s = params.strength
-        rows = [
-            [(1 - s) * (row == col) + s * _SEPIA[row][col] for col in range(3)] + [0.0]
-            for row in range(3)
-        ]
-        matrix = tuple(value for row in rows for value in row)
+        matrix = _sepia_matrix(params.strength)
         # Pillow applies (and clips) a colour matrix in C, far quicker than numpy on video.
         return _on_colour(image, lambda rgb: rgb.convert("RGB", matrix))
 
+    def video_filter(self, params: SepiaParams, size: tuple[int, int]) -> str | None:
+        # The same matrix, row by row with the alpha column: rr:rg:rb:ra:gr:...:ba.
+        return "colorchannelmixer=" + ":".join(f"{v:.6g}" for v in _sepia_matrix(params.strength))
+
 
 class Blur(FrameEffect[BlurParams]):
-    """Gaussian blur."""
+    """Gaussian blur; ``radius`` is the standard deviation in pixels."""
 
     def picture(self, image: Image.Image, params: BlurParams) -> Image.Image:
         if params.radius == 0:
             return image.copy()
         blur = ImageFilter.GaussianBlur(params.radius)
         return _premultiplied(image, lambda im: im.filter(blur))
+
+    def video_filter(self, params: BlurParams, size: tuple[int, int]) -> str | None:
+        if params.radius == 0:
+            return "null"
+        # yuv420p chroma has half the resolution, so half the radius in its own pixels
+        # blurs colour as far across the picture as luma.
+        luma, chroma = params.radius, params.radius / 2
+        return f"gblur=sigma={luma:g}:planes=1,gblur=sigma={chroma:g}:planes=6"
 
 
 class Sharpen(FrameEffect[SharpenParams]):
@@ -170,6 +205,10 @@ class Saturation(FrameEffect[FactorParams]):
 
     def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
         return _on_colour(image, lambda rgb: ImageEnhance.Color(rgb).enhance(params.factor))
+
+    def video_filter(self, params: FactorParams, size: tuple[int, int]) -> str | None:
+        # Pillow mixes each pixel with its own grey; in YUV that scales the chroma.
+        return f"hue=s={params.factor:g}"
 
 
 class HueShift(FrameEffect[HueShiftParams]):
@@ -211,7 +250,7 @@ class Resize(FrameEffect[ResizeParams]):
     """Resize as ``params.mode`` says (see :class:`~l1.effects.params.ResizeParams`)."""
 
     def picture(self, image: Image.Image, params: ResizeParams) -> Image.Image:
-        size = _box(image.size, params)
+        size = resize_box(image.size, params)
         if params.width is None or params.height is None or params.mode == "stretch":
             return image.resize(size, _RESAMPLE)
         if params.mode == "fit":
@@ -222,14 +261,6 @@ class Resize(FrameEffect[ResizeParams]):
         return ImageOps.pad(_with_alpha_for(image, colour), size, _RESAMPLE, color=colour)
 
 
-# Clockwise quarter turns; Pillow names its transposes counter-clockwise.
-_QUARTER_TURNS = {
-    90: Image.Transpose.ROTATE_270,
-    180: Image.Transpose.ROTATE_180,
-    270: Image.Transpose.ROTATE_90,
-}
-
-
 class Rotate(FrameEffect[RotateParams]):
     """Rotate clockwise; quarter turns with ``expand`` are exact (no resampling)."""
 
@@ -237,10 +268,10 @@ class Rotate(FrameEffect[RotateParams]):
         angle = params.degrees % 360
         if angle == 0:
             return image.copy()
-        if angle in _QUARTER_TURNS and (params.expand or angle == 180):
-            return image.transpose(_QUARTER_TURNS[int(angle)])
+        if angle in QUARTER_TURNS and (params.expand or angle == 180):
+            return image.transpose(QUARTER_TURNS[int(angle)])
         if params.expand:
-            _refuse_past_limit(_turned(image.size, angle))
+            refuse_past_limit(turned_size(image.size, angle))
         fill = _rgba(params.fill)
         canvas = _with_alpha_for(image, fill)
         # Pillow turns counter-clockwise for positive angles.
@@ -251,12 +282,23 @@ class Rotate(FrameEffect[RotateParams]):
             fillcolor=_fill_for(canvas, fill),
         )
 
+    def video_filter(self, params: RotateParams, size: tuple[int, int]) -> str | None:
+        angle = params.degrees % 360
+        if angle == 0:
+            return "null"
+        if angle in TRANSPOSES and (params.expand or angle == 180):
+            return TRANSPOSES[int(angle)]
+        return None  # any other turn resamples: Pillow's bicubic rotation
+
 
 class Flip(FrameEffect[FrameParams]):
     """Upside down (top and bottom swapped)."""
 
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return ImageOps.flip(image)
+
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        return "vflip"
 
 
 class Mirror(FrameEffect[FrameParams]):
@@ -265,23 +307,34 @@ class Mirror(FrameEffect[FrameParams]):
     def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
         return ImageOps.mirror(image)
 
+    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
+        return "hflip"
+
 
 class Crop(FrameEffect[CropParams]):
     """The box of ``params``; a box reaching outside the picture is refused."""
 
     def picture(self, image: Image.Image, params: CropParams) -> Image.Image:
-        width = params.width or image.width - params.left
-        height = params.height or image.height - params.top
-        right, bottom = params.left + width, params.top + height
-        if width <= 0 or height <= 0 or right > image.width or bottom > image.height:
-            raise MediaError(
-                f"the crop box {width}x{height} at ({params.left}, {params.top}) "
-                f"does not fit in the {image.width}x{image.height} picture"
-            )
-        return image.crop((params.left, params.top, right, bottom))
+        width, height = crop_size(image.size, params)
+        return image.crop((params.left, params.top, params.left + width, params.top + height))
+
+    def video_filter(self, params: CropParams, size: tuple[int, int]) -> str | None:
+        width, height = crop_size(size, params)
+        # exact: an odd offset is kept, not rounded to the chroma grid.
+        return f"crop={width}:{height}:{params.left}:{params.top}:exact=1"
 
 
 # --- Helpers --------------------------------------------------------------------------
+
+
+def _sepia_matrix(strength: float) -> tuple[float, ...]:
+    """The sepia matrix blended with the identity by ``strength``, as 3 rows of 4
+    (Pillow's ``convert`` matrix layout)."""
+    rows = [
+        [(1 - strength) * (row == col) + strength * _SEPIA[row][col] for col in range(3)] + [0.0]
+        for row in range(3)
+    ]
+    return tuple(value for row in rows for value in row)
 
 
 def _on_colour(image: Image.Image, fn: Callable[[Image.Image], Image.Image]) -> Image.Image:
@@ -298,32 +351,6 @@ def _premultiplied(image: Image.Image, fn: Callable[[Image.Image], Image.Image])
     if image.mode != "RGBA":
         return fn(image)
     return fn(image.convert("RGBa")).convert("RGBA")
-
-
-def _box(size: tuple[int, int], params: ResizeParams) -> tuple[int, int]:
-    """The target size, a missing side following the aspect ratio."""
-    width, height = size
-    if params.width is not None and params.height is not None:
-        box = (params.width, params.height)
-    elif params.width is not None:
-        box = (params.width, max(1, round(height * params.width / width)))
-    else:
-        assert params.height is not None  # ResizeParams refuses neither
-        box = (max(1, round(width * params.height / height)), params.height)
-    _refuse_past_limit(box)
-    return box
-
-
-def _turned(size: tuple[int, int], degrees: float) -> tuple[int, int]:
-    """The canvas that holds a ``size`` picture turned by ``degrees``."""
-    width, height = size
-    cos, sin = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
-    return math.ceil(width * cos + height * sin), math.ceil(width * sin + height * cos)
-
-
-def _refuse_past_limit(box: tuple[int, int]) -> None:
-    if box[0] * box[1] > MAX_PIXELS:
-        raise MediaError(f"the output would be {box[0]}x{box[1]}, over {MAX_PIXELS:,} pixels")
 
 
 def _rgba(colour: str) -> tuple[int, int, int, int]:

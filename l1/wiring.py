@@ -22,6 +22,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from prometheus_client import CollectorRegistry
 from redis.typing import EncodableT
 
 from l1.cache.blobs import BlobTier
@@ -39,11 +40,14 @@ from l1.events.streams import CACHE_PROJECTOR, READY_WITHIN, RUN_PROJECTOR, ensu
 from l1.events.subscribers import Subscriber, Subscribers
 from l1.events.transient import patiently
 from l1.liveness import keep_fresh
+from l1.metrics_server import serving_metrics
 from l1.runs.projector import RunProjector
 from l1.runs.reconciler import Reconciler
 from l1.runs.scheduler import Scheduler
 from l1.runs.store import RunStore
 from l1.runtime import every
+from l1.workers.heartbeat import Heartbeat
+from l1.workers.metrics import WorkerMetrics
 from l1.workers.processes import RenderProcesses
 from l1.workers.render import Renderer
 from l1.workers.service import WorkerService
@@ -245,14 +249,35 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         renderer = Renderer(
             items=items, effects=backbone.effects, processes=processes, actor=settings.actor
         )
+        metrics = WorkerMetrics(CollectorRegistry())
         worker = WorkerService(
             backbone.nc,
             renderer=renderer,
             publisher=backbone.publisher,
             settings=settings,
             concurrency=concurrency,
+            metrics=metrics,
         )
-        async with asyncio.TaskGroup() as group:
-            if (janitor := backbone.janitor()) is not None:
-                group.create_task(janitor.run(stop))
-            group.create_task(worker.run(stop))
+        heartbeat = Heartbeat(
+            backbone.js,
+            worker=worker.name,
+            beat=worker.beat,
+            every=settings.heartbeat_every,
+            replicas=settings.replicas,
+        )
+        # The heartbeat outlives the renders a stop lets finish: the worker is alive
+        # until its last one is settled.
+        settled = asyncio.Event()
+
+        async def work() -> None:
+            try:
+                await worker.run(stop)
+            finally:
+                settled.set()
+
+        with serving_metrics(metrics.registry, host=settings.host, port=settings.metrics_port):
+            async with asyncio.TaskGroup() as group:
+                if (janitor := backbone.janitor()) is not None:
+                    group.create_task(janitor.run(stop))
+                group.create_task(heartbeat.run(settled))
+                group.create_task(work())

@@ -1,0 +1,132 @@
+"""The dashboard's pages, the offline API docs, workers' heartbeats and the queues,
+through a real deployment."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import pytest
+
+from l1.settings import Settings
+from tests.harness import Harness, submit, wait_for
+
+
+async def test_a_browser_asking_for_the_root_is_sent_to_the_dashboard(l1: Harness) -> None:
+    browser = await l1.http.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*"})
+    assert browser.status_code in (302, 303, 307)
+    assert browser.headers["location"] == "/ui"
+    client = await l1.http.get("/")
+    assert client.status_code == 200
+    assert client.json()["name"] == "l1"
+    assert (await l1.http.get("/", headers={"Accept": "application/json"})).json()["name"] == "l1"
+
+
+async def test_every_page_is_html_and_shows_what_it_is_about(l1: Harness) -> None:
+    run = await submit(l1.http, "sepia", ["cat"])
+    finished = await l1.finished_run(run["run_id"])
+    assert finished["status"] == "completed"
+    pages = {
+        "/ui": run["run_id"],
+        f"/ui/runs/{run['run_id'][:10]}": finished["output_hash"],
+        "/ui/cache": finished["output_hash"],
+        "/ui/effects": "effect-sepia",
+        "/ui/workers": "queues-table",
+        "/ui/dead": "Dead letters",
+    }
+    for path, expected in pages.items():
+        response = await l1.http.get(path)
+        assert response.status_code == 200, (path, response.text[:300])
+        assert response.headers["content-type"].startswith("text/html"), path
+        assert expected in response.text, path
+        assert "/static/ui/app.css" in response.text
+
+
+async def test_the_run_page_draws_each_step_and_shows_the_output(l1: Harness) -> None:
+    run = await submit(l1.http, "blur", ["cat"], params={"radius": 3})
+    finished = await l1.finished_run(run["run_id"])
+    page = (await l1.http.get(f"/ui/runs/{run['run_id']}")).text
+    assert '<svg class="graph"' in page
+    for step in finished["steps"]:
+        assert f'data-node="{step["node_id"]}"' in page
+    assert f'src="/cache/{finished["output_hash"]}"' in page
+    assert 'id="output-image"' in page
+    assert "provenance" in page
+
+
+async def test_thumbnails_are_made_once_and_kept(l1: Harness) -> None:
+    hashes = (await l1.http.get("/assets")).json()["items"]
+    for asset in hashes:
+        response = await l1.http.get(f"/ui/thumbs/{asset['content_hash']}")
+        assert response.status_code == 200, asset
+        assert response.headers["content-type"] == "image/jpeg"
+        assert response.content[:2] == b"\xff\xd8"
+        kept = l1.settings.cache_dir / "thumbs" / asset["content_hash"][:2]
+        assert (kept / f"{asset['content_hash']}.jpg").read_bytes() == response.content
+
+
+async def test_the_docs_load_nothing_from_elsewhere(l1: Harness) -> None:
+    page = (await l1.http.get("/docs")).text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page)
+    assert urls, page
+    assert all(url.startswith("/") for url in urls), urls
+    for url in urls:
+        response = await l1.http.get(url)
+        assert response.status_code == 200, url
+        assert len(response.content) > 500, url
+
+
+async def test_a_live_worker_is_listed_and_leaves_when_it_stops(l1: Harness) -> None:
+    async def workers() -> list[dict[str, object]]:
+        return list((await l1.http.get("/workers")).json()["items"])
+
+    listed = await wait_for(workers)
+    assert len(listed) == 1
+    worker = listed[0]
+    assert worker["host"] and worker["started_at"] and worker["concurrency"] == 4
+    run = await submit(l1.http, "invert", ["cat"])
+    await l1.finished_run(run["run_id"])
+
+    async def counted() -> bool:
+        beats = await workers()
+        return bool(beats) and beats[0]["renders_done"] >= 1
+
+    await wait_for(counted, timeout=10)
+    await l1.worker.stop()
+    assert await workers() == []
+
+
+async def test_queues_show_each_consumer(l1: Harness) -> None:
+    queues = (await l1.http.get("/queues")).json()["items"]
+    names = {queue["consumer"] for queue in queues}
+    assert names == {"workers", "run-projector", "cache-projector"}
+    for queue in queues:
+        assert queue["pending"] >= 0 and queue["ack_pending"] >= 0 and queue["redelivered"] >= 0
+
+
+@pytest.fixture
+async def guarded(settings: Settings) -> Harness:
+    tokens = msgspec.structs.replace(settings, api_tokens=("sesame",))
+    async with Harness(tokens).running() as harness:
+        yield harness  # type: ignore[misc]
+
+
+async def test_pages_are_read_only_without_a_token_and_actions_need_it(guarded: Harness) -> None:
+    http = guarded.http
+    run = (
+        await http.post(
+            "/runs",
+            json={"recipe": "invert", "inputs": ["cat"]},
+            headers={"Authorization": "Bearer sesame"},
+        )
+    ).json()
+    await guarded.finished_run(run["run_id"])
+    page = await http.get(f"/ui/runs/{run['run_id']}")
+    assert page.status_code == 200
+    assert 'data-tokens-required="yes"' in page.text
+    assert "Actions need the token" in page.text
+    # The buttons call the API itself, which refuses them without the token.
+    discard = f"/runs/{run['run_id']}?cancel=true"
+    assert (await http.delete(discard)).status_code == 401
+    assert (await http.delete(discard, headers={"Authorization": "Bearer nope"})).status_code == 403
+    assert (await http.get("/ui/workers")).status_code == 200

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import hiredis
 import nats
+from prometheus_client import CollectorRegistry
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from prometheus_client import CollectorRegistry
 from redis.typing import EncodableT
 
 from l1.cache.blobs import BlobTier

@@ -80,12 +80,16 @@ class ApiMetrics:
             "l1_queue_pending", "Messages not yet delivered", queue, registry=registry
         )
         self.ack_pending = Gauge(
-            "l1_queue_ack_pending", "Messages delivered, not yet acknowledged", queue,
+            "l1_queue_ack_pending",
+            "Messages delivered, not yet acknowledged",
+            queue,
             registry=registry,
         )
         self.redelivered = Gauge(
-            "l1_queue_redelivered", "Messages delivered more than once, not yet acknowledged",
-            queue, registry=registry,
+            "l1_queue_redelivered",
+            "Messages delivered more than once, not yet acknowledged",
+            queue,
+            registry=registry,
         )
         self.workers = Gauge("l1_workers_live", "Workers with a fresh heartbeat", registry=registry)
         for status in RunStatus:

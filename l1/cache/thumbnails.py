@@ -24,7 +24,7 @@ MAX_PIXELS = 100_000_000
 def make_thumbnail(source: str, target: str, kind: str, size: int = THUMBNAIL_SIZE) -> bool:
     """Write a JPEG of at most ``size`` pixels a side to ``target`` from the ``kind``
     (``image`` or ``video``) file at ``source``; False when it cannot be decoded."""
-    from PIL import Image as PIL  # noqa: PLC0415 - heavy, and only ever needed here
+    from PIL import Image as PIL
 
     PIL.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
@@ -43,7 +43,7 @@ def make_thumbnail(source: str, target: str, kind: str, size: int = THUMBNAIL_SI
 
 
 def _image(source: str) -> Image:
-    from PIL import Image as PIL  # noqa: PLC0415
+    from PIL import Image as PIL
 
     picture = PIL.open(source)
     picture.draft("RGB", (THUMBNAIL_SIZE * 2, THUMBNAIL_SIZE * 2))  # JPEG: decode smaller
@@ -52,7 +52,7 @@ def _image(source: str) -> Image:
 
 
 def _first_frame(source: str) -> Image | None:
-    import av  # noqa: PLC0415
+    import av
 
     with av.open(source) as container:
         if not container.streams.video:

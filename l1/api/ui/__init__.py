@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -44,6 +43,4 @@ def templates() -> TemplateConfig[JinjaTemplateEngine]:
 
 def static_files() -> Router:
     """``/static``: the dashboard's stylesheet and script, and the API docs' assets."""
-    return create_static_files_router(
-        path="/static", directories=[STATIC], include_in_schema=False
-    )
+    return create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from l1.schemas import Run, StepState
+from l1.schemas import Run
 
 __all__ = [
     "Box",
@@ -87,16 +87,20 @@ def _kind(node: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class Box:
-    """One step drawn at (``x``, ``y``)."""
+    """One node drawn at (``x``, ``y``): a step, or an input the recipe starts from."""
 
-    step: StepState
+    node_id: str
+    label: str
+    status: str
+    output_hash: str | None
     x: int
     y: int
+    source: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class Graph:
-    """A run's steps as boxes, and the edges between them (from-box, to-box)."""
+    """A run's nodes as boxes, and the edges between them (from-box, to-box)."""
 
     boxes: list[Box]
     edges: list[tuple[Box, Box]]
@@ -105,37 +109,55 @@ class Graph:
 
 
 def layout(run: Run) -> Graph:
-    """Steps in columns by depth (sources left, the output right), edges from inputs."""
+    """Nodes in columns by depth (the run's inputs left, the output right), with an
+    edge from each step's inputs."""
     steps = {step.node_id: step for step in run.steps}
+    bound = run.bindings
     depth: dict[str, int] = {}
 
-    def depth_of(node_id: str, seen: frozenset[str] = frozenset()) -> int:
+    def depth_of(node_id: str, seen: frozenset[str]) -> int:
+        if node_id not in steps:
+            return 0  # an input of the recipe
         if node_id not in depth:
-            parents = [p for p in steps[node_id].inputs if p in steps and p not in seen]
-            below = [depth_of(p, seen | {node_id}) for p in parents]
-            depth[node_id] = 1 + max(below) if below else 0
+            parents = [p for p in steps[node_id].inputs if p not in seen]
+            depth[node_id] = 1 + max((depth_of(p, seen | {node_id}) for p in parents), default=0)
         return depth[node_id]
 
-    columns: dict[int, list[StepState]] = {}
+    sources = [p for s in run.steps for p in s.inputs if p not in steps]
+    columns: dict[int, list[Box]] = {}
+    for index, name in enumerate(dict.fromkeys(sources)):
+        # Bound by node id in a recipe; an effect's inputs come in the run's order.
+        given = run.inputs[index] if index < len(run.inputs) else None
+        content = bound.get(name) or (given.content_hash if given else None)
+        label = f"input {given.name}" if given and not run.bindings else "input"
+        columns.setdefault(0, []).append(_box(name, label, "ready", content, source=True))
     for step in run.steps:
-        columns.setdefault(depth_of(step.node_id), []).append(step)
-    boxes: dict[str, Box] = {}
-    for column, members in columns.items():
-        for row, step in enumerate(members):
-            x = PAD + column * (BOX_W + GAP_X)
-            boxes[step.node_id] = Box(step=step, x=x, y=PAD + row * (BOX_H + GAP_Y))
+        box = _box(step.node_id, step.effect, step.status, step.output_hash)
+        columns.setdefault(depth_of(step.node_id, frozenset()), []).append(box)
+    placed: dict[str, Box] = {}
+    for index, column in enumerate(sorted(columns)):
+        for row, box in enumerate(columns[column]):
+            x, y = PAD + index * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y)
+            placed[box.node_id] = Box(**{**box.__dict__, "x": x, "y": y})
     edges = [
-        (boxes[parent], box)
-        for box in boxes.values()
-        for parent in box.step.inputs
-        if parent in boxes
+        (placed[parent], placed[step.node_id])
+        for step in run.steps
+        for parent in step.inputs
+        if parent in placed
     ]
-    rows = max((len(m) for m in columns.values()), default=1)
+    count = len(columns)
+    rows = max((len(members) for members in columns.values()), default=1)
     return Graph(
-        boxes=list(boxes.values()),
+        boxes=list(placed.values()),
         edges=edges,
-        width=2 * PAD + len(columns) * BOX_W + max(len(columns) - 1, 0) * GAP_X,
+        width=2 * PAD + count * BOX_W + max(count - 1, 0) * GAP_X,
         height=2 * PAD + rows * BOX_H + (rows - 1) * GAP_Y,
+    )
+
+
+def _box(node_id: str, label: str, status: str, output: str | None, *, source: bool = False) -> Box:
+    return Box(
+        node_id=node_id, label=label, status=status, output_hash=output, x=0, y=0, source=source
     )
 
 

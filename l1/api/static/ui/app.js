@@ -183,12 +183,25 @@ async function onRunUpdate(update) {
   }
 }
 
+async function catchUp() {
+  const section = document.getElementById("run-detail");
+  if (section) await refreshRun(false);
+  for (const row of document.querySelectorAll("#runs tr[data-run]")) {
+    if (TERMINAL.has(row.dataset.status)) continue;
+    row.replaceWith(fragment(await fetchHTML("/ui/runs/" + row.dataset.run + "?part=row")));
+  }
+}
+
 function setupLive() {
   if (!document.getElementById("runs") && !document.getElementById("run-detail")) return;
   const indicator = document.getElementById("live-state");
   const source = new EventSource("/ui/events");
   let chain = Promise.resolve();
-  source.addEventListener("open", () => indicator?.classList.add("on"));
+  // Once listening, catch up on what changed between rendering the page and now.
+  source.addEventListener("open", () => {
+    indicator?.classList.add("on");
+    chain = chain.then(catchUp).catch((error) => console.warn(error));
+  });
   source.addEventListener("error", () => indicator?.classList.remove("on"));
   source.addEventListener("run", (event) => {
     const update = JSON.parse(event.data);

@@ -212,6 +212,15 @@ async def test_the_other_pages_render_at_laptop_and_phone_width(page: Any, l1: H
     await shoot(page, "docs")
     # Nothing on the phone-width page runs off the side.
     await page.set_viewport_size(PHONE)
-    await page.goto("/ui")
-    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0
+    pages = (
+        "/ui",
+        f"/ui/runs/{run['run_id']}",
+        "/ui/cache",
+        "/ui/effects",
+        "/ui/dead",
+        "/ui/workers",
+    )
+    for path in pages:
+        await page.goto(path)
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, path

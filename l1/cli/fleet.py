@@ -11,6 +11,7 @@ from l1.cli.common import Column, first, json_option, pass_client, show_list
 
 if TYPE_CHECKING:
     from rich.console import Group
+    from rich.text import Text
 
     from l1.client import L1Client
 
@@ -68,6 +69,7 @@ def top(client: L1Client, every: float, once: bool) -> None:
 
 def _screen(client: L1Client) -> Group:
     from rich.console import Group
+    from rich.text import Text
     from rich.table import Table
     from rich.text import Text
 

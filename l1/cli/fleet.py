@@ -69,7 +69,6 @@ def top(client: L1Client, every: float, once: bool) -> None:
 
 def _screen(client: L1Client) -> Group:
     from rich.console import Group
-    from rich.text import Text
     from rich.table import Table
     from rich.text import Text
 

@@ -34,6 +34,7 @@ from l1.cache.references import References
 from l1.cache.repair import IndexRepair
 from l1.cache.store import ContentStore
 from l1.effects import EffectRegistry, default_effects
+from l1.events.metrics import SubscriberMetrics
 from l1.events.publisher import Publisher
 from l1.events.schemas import CACHE_DECODER, RUN_DECODER
 from l1.events.streams import CACHE_PROJECTOR, READY_WITHIN, RUN_PROJECTOR, ensure_streams
@@ -207,14 +208,19 @@ async def connected(
 
 
 async def run_subscribers(settings: Settings, *, stop: asyncio.Event) -> None:
-    """Run the run and cache projectors and the reconciler until ``stop`` is set."""
+    """Run the run and cache projectors and the reconciler until ``stop`` is set,
+    serving their metrics on ``L1_METRICS_PORT`` (when set)."""
+    registry = CollectorRegistry()
     async with connected(settings, role="subscribers") as backbone:
-        await subscribe(backbone, stop)
+        with serving_metrics(registry, host=settings.host, port=settings.metrics_port):
+            await subscribe(backbone, stop, registry=registry)
 
 
-async def subscribe(backbone: Backbone, stop: asyncio.Event) -> None:
+async def subscribe(
+    backbone: Backbone, stop: asyncio.Event, *, registry: CollectorRegistry | None = None
+) -> None:
     """Run the projectors and the reconciler on ``backbone``'s connections until
-    ``stop`` is set."""
+    ``stop`` is set; their metrics go into ``registry``."""
     redis, settings = backbone.redis, backbone.settings
     scheduler = backbone.scheduler()
     projector = RunProjector(runs=RunStore(redis), items=backbone.items, scheduler=scheduler)
@@ -224,6 +230,7 @@ async def subscribe(backbone: Backbone, stop: asyncio.Event) -> None:
             Subscriber(RUN_PROJECTOR, RUN_DECODER, projector.handle),
             Subscriber(CACHE_PROJECTOR, CACHE_DECODER, CacheProjector(CacheIndex(redis)).handle),
         ],
+        metrics=None if registry is None else SubscriberMetrics(registry),
     )
     reconciler = Reconciler(
         backbone.js, runs=RunStore(redis), scheduler=scheduler, stale_after=settings.stale_after

@@ -3,6 +3,7 @@ runs go through."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from l1.settings import Settings
 from l1.stack import free_port
+from l1.wiring import run_subscribers
 from tests.harness import Harness, submit, wait_for
 
 
@@ -33,16 +35,26 @@ async def _scrape(
     return _samples(response.text)
 
 
+class Watched(Harness):
+    """A deployment whose worker (on ``L1_METRICS_PORT``) and subscribers (on
+    :attr:`subscribers_port`) serve their metrics on ports of their own."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(msgspec.structs.replace(settings, metrics_port=free_port()))
+        self.subscribers_port = free_port()
+
+    async def _subscribe(self, stop: asyncio.Event) -> None:
+        own = msgspec.structs.replace(self.settings, metrics_port=self.subscribers_port)
+        await run_subscribers(own, stop=stop)
+
+
 @pytest.fixture
-async def watched(settings: Settings) -> AsyncIterator[Harness]:
-    """A deployment whose worker serves its metrics on a port of its own."""
-    port = free_port()
-    with_port = msgspec.structs.replace(settings, metrics_port=port)
-    async with Harness(with_port).running() as harness:
+async def watched(settings: Settings) -> AsyncIterator[Watched]:
+    async with Watched(settings).running() as harness:
         yield harness
 
 
-async def test_metrics_move_as_runs_complete(watched: Harness) -> None:
+async def test_metrics_move_as_runs_complete(watched: Watched) -> None:
     http = watched.http
     before = await _scrape(http)
     submitted = before.get(("l1_runs_submitted_total", ()), 0.0)
@@ -72,7 +84,7 @@ async def test_metrics_move_as_runs_complete(watched: Harness) -> None:
     assert any(dict(labels).get("path") == "/runs" for _, labels in http_requests)
 
 
-async def test_a_worker_serves_its_render_times_per_effect(watched: Harness) -> None:
+async def test_workers_and_subscribers_serve_their_own(watched: Watched) -> None:
     run = await submit(watched.http, "grayscale", ["cat"])
     await watched.finished_run(run["run_id"])
     url = f"http://127.0.0.1:{watched.settings.metrics_port}/metrics"
@@ -81,3 +93,14 @@ async def test_a_worker_serves_its_render_times_per_effect(watched: Harness) -> 
     assert samples[("l1_render_seconds_count", (("effect", "grayscale"),))] == 1
     assert samples[("l1_renders_total", (("effect", "grayscale"), ("outcome", "completed")))] == 1
     assert samples[("l1_worker_rendering", ())] == 0
+
+    subscribers = f"http://127.0.0.1:{watched.subscribers_port}/metrics"
+
+    async def projected() -> bool:
+        async with httpx.AsyncClient() as client:
+            samples = await _scrape(client, subscribers)
+        runs = samples.get(("l1_events_projected_total", (("consumer", "run-projector"),)), 0)
+        items = samples.get(("l1_events_projected_total", (("consumer", "cache-projector"),)), 0)
+        return runs >= 2 and items >= 1  # submitted and completed; the output stored
+
+    await wait_for(projected, timeout=10)

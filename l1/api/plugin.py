@@ -149,7 +149,8 @@ class L1Plugin(InitPluginProtocol):
                 asyncio.create_task(services.dashboard.feed.run(stop)),
             ]
             if self._subscribers:
-                tasks.append(asyncio.create_task(subscribe(backbone, stop)))
+                registry = services.api_metrics.registry  # theirs beside the API's
+                tasks.append(asyncio.create_task(subscribe(backbone, stop, registry=registry)))
             if (janitor := backbone.janitor()) is not None:
                 tasks.append(asyncio.create_task(janitor.run(stop)))
             self._services = services

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from l1.settings import Settings
-from tests.harness import Harness, submit, wait_for
+from tests.harness import Harness, submit, upload, wait_for
 
 
 async def test_a_browser_asking_for_the_root_is_sent_to_the_dashboard(l1: Harness) -> None:
@@ -63,6 +63,37 @@ async def test_thumbnails_are_made_once_and_kept(l1: Harness) -> None:
         assert response.content[:2] == b"\xff\xd8"
         kept = l1.settings.cache_dir / "thumbs" / asset["content_hash"][:2]
         assert (kept / f"{asset['content_hash']}.jpg").read_bytes() == response.content
+
+
+async def test_a_thumbnail_goes_with_its_item(l1: Harness) -> None:
+    item = await upload(l1.http, _png())
+    assert (await l1.http.get(f"/ui/thumbs/{item}")).status_code == 200
+    kept = l1.settings.cache_dir / "thumbs" / item[:2] / f"{item}.jpg"
+    assert kept.exists()
+    assert (await l1.http.delete(f"/cache/{item}")).status_code == 204
+
+    async def gone() -> bool:
+        return not kept.exists()
+
+    await wait_for(gone)
+    assert (await l1.http.get(f"/ui/thumbs/{item}")).status_code == 404
+
+
+async def test_an_unknown_run_is_a_page_saying_so(l1: Harness) -> None:
+    response = await l1.http.get("/ui/runs/" + "ab" * 32)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'id="error"' in response.text and "no run" in response.text
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 async def test_the_docs_load_nothing_from_elsewhere(l1: Harness) -> None:

@@ -147,6 +147,9 @@ class L1Plugin(InitPluginProtocol):
             tasks = [
                 asyncio.create_task(services.run_service.waiter.listen(stop)),
                 asyncio.create_task(services.dashboard.feed.run(stop)),
+                asyncio.create_task(
+                    services.dashboard.thumbnails.forget_deleted(backbone.nc, stop)
+                ),
             ]
             if self._subscribers:
                 registry = services.api_metrics.registry  # theirs beside the API's

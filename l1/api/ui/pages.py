@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, PathParameter, QueryParameter
 from litestar.response import File, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
+from l1.api.errors import STATUS
 from l1.api.live import RunFeed
 from l1.api.lookups import Lookups
 from l1.api.services.cache import CacheService
@@ -73,11 +74,23 @@ def _page(name: str, board: Dashboard, section: str, **context: Any) -> Template
     )
 
 
+def _error_page(request: Request, error: L1Error) -> Response[Any]:
+    """A domain error as a page of the dashboard (the API's answer is JSON); the live
+    feed and the thumbnails keep the API's plain status."""
+    status = STATUS.get(type(error), 500)
+    if not request.url.path.startswith(("/ui/thumbs", "/ui/events")):
+        context = {"section": "", "tokens_required": False, "version": "", "status": status}
+        context["message"] = str(error)[:500]
+        return Template(template_name="error.html", context=context, status_code=status)
+    return Response({"status_code": status, "detail": str(error)[:500]}, status_code=status)
+
+
 class DashboardController(Controller):
     """The dashboard."""
 
     path = "/ui"
     include_in_schema = False
+    exception_handlers = {L1Error: _error_page}
 
     @get("/")
     async def runs(

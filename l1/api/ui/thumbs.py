@@ -7,13 +7,20 @@ untrusted), at most once at a time per item, and kept under ``$L1_CACHE_DIR/thum
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from l1.cache.thumbnails import make_thumbnail
+from l1.events import subjects
 from l1.identifiers import is_content_hash
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.aio.msg import Msg
 
 __all__ = ["Thumbnails", "kind_of"]
 
@@ -73,6 +80,21 @@ class Thumbnails:
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(max_workers=POOL_SIZE, mp_context=context)
         return self._pool
+
+    async def forget_deleted(self, nc: NATS, stop: asyncio.Event) -> None:
+        """Remove the thumbnail of each item deleted from the cache, until ``stop``."""
+
+        async def deleted(msg: Msg) -> None:
+            content_hash = msg.subject.split(".")[2]  # l1.cache.<hash>.deleted
+            if is_content_hash(content_hash):
+                self.path(content_hash).unlink(missing_ok=True)
+
+        subscription = await nc.subscribe(subjects.cache_event("*", "deleted"), cb=deleted)
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     def close(self) -> None:
         """Stop the pool's processes."""

@@ -224,3 +224,33 @@ async def test_the_other_pages_render_at_laptop_and_phone_width(page: Any, l1: H
         await page.goto(path)
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, path
+
+
+async def test_actions_need_the_token_when_the_server_has_tokens(
+    browser: Any, settings: Settings
+) -> None:
+    guarded = msgspec.structs.replace(settings, api_tokens=("sesame",))
+    async with Harness(guarded).running() as l1:
+        auth = {"Authorization": "Bearer sesame"}
+        response = await l1.http.post(
+            "/runs", json={"recipe": "sepia", "inputs": ["cat"]}, headers=auth
+        )
+        run = response.json()
+        await l1.finished_run(run["run_id"])
+        context = await browser.new_context(base_url=l1.base_url, viewport=LAPTOP)
+        page = await context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        try:
+            await page.goto(f"/ui/runs/{run['run_id']}")  # read-only: no token needed
+            await page.click("button[data-action=discard]")
+            await page.wait_for_selector("#flash.error", timeout=SHOWN_WITHIN)
+            assert "401" in await page.locator("#flash").inner_text()
+            assert (await l1.http.get(f"/runs/{run['run_id']}")).status_code == 200
+
+            await page.fill("#token-input", "sesame")
+            await page.click("#token-form button")
+            await page.click("button[data-action=discard]")
+            await page.wait_for_url("**/ui", timeout=SHOWN_WITHIN)
+            assert (await l1.http.get(f"/runs/{run['run_id']}")).status_code == 404
+        finally:
+            await context.close()

@@ -3,6 +3,7 @@ through a real deployment."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import msgspec
@@ -161,3 +162,22 @@ async def test_pages_are_read_only_without_a_token_and_actions_need_it(guarded: 
     assert (await http.delete(discard)).status_code == 401
     assert (await http.delete(discard, headers={"Authorization": "Bearer nope"})).status_code == 403
     assert (await http.get("/ui/workers")).status_code == 200
+
+
+async def test_a_worker_that_dies_drops_out_within_three_beats(settings: Settings) -> None:
+    quick = msgspec.structs.replace(settings, heartbeat_every=0.3)
+    async with Harness(quick).running() as l1:
+
+        async def listed() -> list[dict[str, object]]:
+            return list((await l1.http.get("/workers")).json()["items"])
+
+        assert len(await wait_for(listed)) == 1
+        await l1.worker.crash()  # no goodbye: only the expiry can tell
+        died = asyncio.get_running_loop().time()
+
+        async def gone() -> bool:
+            return await listed() == []
+
+        await wait_for(gone, timeout=10)
+        # Three beats to expire, and the server's sweep of expired values on top.
+        assert asyncio.get_running_loop().time() - died < 5

@@ -30,6 +30,18 @@ ARTIFACTS = (
     )
     / "ui"
 )
+RECIPE = b"""
+name: sepia-thumb
+version: "1"
+description: A small sepia picture.
+inputs:
+  - name: picture
+nodes:
+  - {id: src, type: SOURCE, config: {input: picture}}
+  - {id: small, type: RESIZE, config: {width: 320, height: 240, mode: fit}, inputs: [src]}
+  - {id: toned, type: EFFECT, config: {effect: sepia}, inputs: [small]}
+output: toned
+"""
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 # How long the page may take to show what the deployment did (renders are small).
@@ -207,6 +219,21 @@ async def test_the_other_pages_render_at_laptop_and_phone_width(page: Any, l1: H
     await page.goto("/ui/workers")
     assert await page.locator("#workers-table tbody tr").count() == 1
     await shoot(page, "workers")
+    registered = await l1.http.post(
+        "/recipes", content=RECIPE, headers={"Content-Type": "application/yaml"}
+    )
+    assert registered.status_code == 201, registered.text
+    recipe_run = await submit(l1.http, "sepia-thumb", ["cat"])
+    assert (await l1.finished_run(recipe_run["run_id"]))["status"] == "completed"
+    await page.goto(f"/ui/runs/{recipe_run['run_id']}")
+    for node in ("src", "small", "toned"):
+        assert await page.locator(f"svg.graph g[data-node={node}]").count() == 1
+    assert await page.locator("svg.graph path.edge").count() >= 2
+    await shoot(page, "run-recipe")
+    await page.goto("/ui/effects")
+    await page.click("#effect-blur summary")
+    await page.click("#recipe-sepia-thumb summary")
+    await shoot(page, "effects-open")
     await page.goto("/docs")
     await page.wait_for_selector(".swagger-ui .info", timeout=SHOWN_WITHIN)
     await shoot(page, "docs")

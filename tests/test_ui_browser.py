@@ -209,7 +209,7 @@ async def test_a_dead_letter_is_retried_from_its_page(
 async def test_the_other_pages_render_at_laptop_and_phone_width(page: Any, l1: Harness) -> None:
     run = await submit(l1.http, "sepia", ["cat"])
     await l1.finished_run(run["run_id"])
-    await page.goto("/ui/cache")
+    await page.goto("/ui/cache")  # the first of several pages, each loaded from L1 alone
     await page.wait_for_function(
         "(() => { const all = [...document.querySelectorAll('.thumb img')];"
         " return all.length >= 3 && all.every((img) => img.complete && img.naturalWidth > 0); })()",
@@ -234,9 +234,15 @@ async def test_the_other_pages_render_at_laptop_and_phone_width(page: Any, l1: H
     await page.click("#effect-blur summary")
     await page.click("#recipe-sepia-thumb summary")
     await shoot(page, "effects-open")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     await page.goto("/docs")
     await page.wait_for_selector(".swagger-ui .info", timeout=SHOWN_WITHIN)
     await shoot(page, "docs")
+    # Offline: everything the docs (and the pages before them) asked for came from L1.
+    assert requested and all(url.startswith((l1.base_url, "data:")) for url in requested), [
+        url for url in requested if not url.startswith(l1.base_url)
+    ]
     # Nothing on the phone-width page runs off the side.
     await page.set_viewport_size(PHONE)
     pages = (

@@ -32,6 +32,7 @@ __all__ = [
     "Heartbeat",
     "Rendering",
     "WorkerBeat",
+    "key_for",
     "live_workers",
     "open_bucket",
 ]

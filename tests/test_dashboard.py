@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+import httpx
 import msgspec
 import pytest
 
@@ -181,3 +182,16 @@ async def test_a_worker_that_dies_drops_out_within_three_beats(settings: Setting
         await wait_for(gone, timeout=10)
         # Three beats to expire, and the server's sweep of expired values on top.
         assert asyncio.get_running_loop().time() - died < 5
+
+
+async def test_an_open_live_page_does_not_hold_up_the_api_stopping(l1: Harness) -> None:
+    client = httpx.AsyncClient(base_url=l1.base_url, timeout=30)
+    async with client, client.stream("GET", "/ui/events") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        lines = events.aiter_lines()
+        while not (await anext(lines)).startswith(": listening"):
+            pass
+        began = asyncio.get_running_loop().time()
+        await l1.api.stop()
+        # uvicorn would wait out its 10 s grace for a response still going.
+        assert asyncio.get_running_loop().time() - began < 5

@@ -184,7 +184,11 @@ async def test_a_slow_run_is_cancelled_from_its_page(
     await page.click("button[data-action=cancel]")
     await page.wait_for_selector("#run-state[data-status=cancelled]", timeout=SHOWN_WITHIN)
     assert (await l1.http.get(f"/runs/{run['run_id']}")).json()["status"] == "cancelled"
+    assert await page.locator("svg.graph g.step-cancelled[data-node=output]").count() == 1
     await shoot(page, "run-cancelled")
+    await page.set_viewport_size(PHONE)  # its input's name is a whole hash: it must wrap
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
 
 
 async def test_a_dead_letter_is_retried_from_its_page(

@@ -132,7 +132,9 @@ def layout(run: Run) -> Graph:
         label = f"input {given.name}" if given and not run.bindings else "input"
         columns.setdefault(0, []).append(_box(name, label, "ready", content, source=True))
     for step in run.steps:
-        box = _box(step.node_id, step.effect, step.status, step.output_hash)
+        # A step a finished run never got to reads as the run ended: cancelled, failed.
+        status = step.status if step.done or not run.status.terminal else str(run.status)
+        box = _box(step.node_id, step.effect, status, step.output_hash)
         columns.setdefault(depth_of(step.node_id, frozenset()), []).append(box)
     placed: dict[str, Box] = {}
     for index, column in enumerate(sorted(columns)):

@@ -195,3 +195,14 @@ async def test_an_open_live_page_does_not_hold_up_the_api_stopping(l1: Harness) 
         await l1.api.stop()
         # uvicorn would wait out its 10 s grace for a response still going.
         assert asyncio.get_running_loop().time() - began < 5
+
+
+async def test_the_runs_page_filters_by_status(l1: Harness) -> None:
+    run = await submit(l1.http, "mirror", ["cat"])
+    assert (await l1.finished_run(run["run_id"]))["status"] == "completed"
+    completed = (await l1.http.get("/ui", params={"status": "completed"})).text
+    failed = (await l1.http.get("/ui", params={"status": "failed"})).text
+    assert f'id="run-{run["run_id"]}"' in completed
+    assert f'id="run-{run["run_id"]}"' not in failed
+    assert 'data-status-filter="failed"' in failed
+    assert (await l1.http.get("/ui", params={"status": "sideways"})).status_code == 400

@@ -79,8 +79,9 @@ def render(
     if not sync:
         click.echo(run["run_id"])
         return
-    note(f"run {run['run_id']} {run['status']}")
     try:
+        # Inside: a Ctrl-C the moment the id is out must still find the handler.
+        note(f"run {run['run_id']} {run['status']}")
         run = _follow(client, run, timeout)
     except KeyboardInterrupt:
         # Other clients may be waiting on the same run: it is theirs too, so it goes on.

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean fleet fleet-down
+.PHONY: demo test browser bench lint clean fleet fleet-down
 
 # L1 and what it runs on; pip shows what it downloads and installs as it goes.
 $(BIN)/l1: pyproject.toml
@@ -23,8 +23,25 @@ $(VENV)/.test-extras: $(BIN)/l1
 demo: $(BIN)/l1
 	$(BIN)/l1 up --demo
 
-## Install and run the test suite against real nats-server and Redis processes.
-test: $(VENV)/.test-extras
+# The browser tests drive Debian's chromium (Playwright's own browser download is not
+# used). Installed with apt when missing and this runs as root; otherwise they are skipped,
+# and this says so.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "Browser tests: $(CHROMIUM) ($$($(CHROMIUM) --version 2>/dev/null))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium for the browser tests…"; \
+		(apt-get install -y chromium || (apt-get update && apt-get install -y chromium)) \
+		|| echo "NOTE: chromium could not be installed; the browser tests will be skipped."; \
+	else \
+		echo "NOTE: no chromium at $(CHROMIUM) and no root to install it (apt-get install chromium);"; \
+		echo "      the browser tests (tests/test_ui_browser.py) will be skipped."; \
+	fi
+
+## Install and run the test suite against real nats-server and Redis processes, and the
+## dashboard's tests in headless Chromium.
+test: $(VENV)/.test-extras browser
 	$(BIN)/python -m pytest
 
 # What the benchmarks need on top: the load client and the reference design (Celery).

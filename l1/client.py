@@ -89,6 +89,14 @@ class L1Client:
         """``POST /runs/{run_id}/retry``."""
         return self._call("POST", f"/runs/{_segment(run_id)}/retry")
 
+    def workers(self) -> list[dict[str, Any]]:
+        """``GET /workers``: every live worker."""
+        return list(self._pages("/workers", {}))
+
+    def queues(self) -> list[dict[str, Any]]:
+        """``GET /queues``: each durable consumer's queue."""
+        return list(self._pages("/queues", {}))
+
     def dead(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
         """Every dead render request, newest first, following the pages."""
         return self._pages("/dead", {"limit": limit})

@@ -57,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replicas: int = 1
     cache_max_bytes: int = 0
     health_file: Path | None = None
+    heartbeat_every: float = 5.0
+    metrics_port: int = 0
 
     @property
     def embedded(self) -> bool:
@@ -111,6 +113,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "replicas": _int(env, "L1_REPLICAS", 1),
             "cache_max_bytes": _int(env, "L1_CACHE_MAX_BYTES", 0),
             "health_file": Path(env["L1_HEALTH_FILE"]) if env.get("L1_HEALTH_FILE") else None,
+            "heartbeat_every": _float(env, "L1_HEARTBEAT_EVERY", 5.0),
+            "metrics_port": _int(env, "L1_METRICS_PORT", 0),
             "effect_modules": tuple(
                 m.strip() for m in env.get("L1_EFFECT_MODULES", "").split(",") if m.strip()
             ),

@@ -83,10 +83,14 @@ class Deployment:
         # Separate processes, so that the API, the subscribers and the renders share
         # the machine's cores instead of one event loop.
         self._spawn("api", ["api", "--no-subscribers", "--processes", str(self.api_processes)])
-        self._spawn("events", ["events"])
+        # Each process that serves its own metrics needs a port of its own: the
+        # subscribers take L1_METRICS_PORT, worker n the n-th one after it.
+        metrics = self.settings.metrics_port
+        self._spawn("events", ["events"], metrics_port=metrics)
         for index in range(self.workers):
             name = "worker" if self.workers == 1 else f"worker-{index + 1}"
-            self._spawn(name, ["worker", "--concurrency", str(self.concurrency)])
+            port = metrics + 1 + index if metrics else 0
+            self._spawn(name, ["worker", "--concurrency", str(self.concurrency)], metrics_port=port)
         self._wait_for_api()
         return self.settings
 
@@ -185,12 +189,13 @@ class Deployment:
             self._record()
             self.env["L1_REDIS_URL"] = f"redis://127.0.0.1:{redis.port}/5"
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], *, metrics_port: int = 0) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "L1_METRICS_PORT": str(metrics_port)}
         with (self.logs / f"{name}.log").open("ab") as log:
             self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "l1", *args],
-                env=self.env,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order

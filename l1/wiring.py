@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import hiredis
 import nats
+from prometheus_client import CollectorRegistry
 from redis.asyncio import BlockingConnectionPool, Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -33,17 +34,21 @@ from l1.cache.references import References
 from l1.cache.repair import IndexRepair
 from l1.cache.store import ContentStore
 from l1.effects import EffectRegistry, default_effects
+from l1.events.metrics import SubscriberMetrics
 from l1.events.publisher import Publisher
 from l1.events.schemas import CACHE_DECODER, RUN_DECODER
 from l1.events.streams import CACHE_PROJECTOR, READY_WITHIN, RUN_PROJECTOR, ensure_streams
 from l1.events.subscribers import Subscriber, Subscribers
 from l1.events.transient import patiently
 from l1.liveness import keep_fresh
+from l1.metrics_server import serving_metrics
 from l1.runs.projector import RunProjector
 from l1.runs.reconciler import Reconciler
 from l1.runs.scheduler import Scheduler
 from l1.runs.store import RunStore
 from l1.runtime import every
+from l1.workers.heartbeat import Heartbeat
+from l1.workers.metrics import WorkerMetrics
 from l1.workers.processes import RenderProcesses
 from l1.workers.render import Renderer
 from l1.workers.service import WorkerService
@@ -203,14 +208,19 @@ async def connected(
 
 
 async def run_subscribers(settings: Settings, *, stop: asyncio.Event) -> None:
-    """Run the run and cache projectors and the reconciler until ``stop`` is set."""
+    """Run the run and cache projectors and the reconciler until ``stop`` is set,
+    serving their metrics on ``L1_METRICS_PORT`` (when set)."""
+    registry = CollectorRegistry()
     async with connected(settings, role="subscribers") as backbone:
-        await subscribe(backbone, stop)
+        with serving_metrics(registry, host=settings.host, port=settings.metrics_port):
+            await subscribe(backbone, stop, registry=registry)
 
 
-async def subscribe(backbone: Backbone, stop: asyncio.Event) -> None:
+async def subscribe(
+    backbone: Backbone, stop: asyncio.Event, *, registry: CollectorRegistry | None = None
+) -> None:
     """Run the projectors and the reconciler on ``backbone``'s connections until
-    ``stop`` is set."""
+    ``stop`` is set; their metrics go into ``registry``."""
     redis, settings = backbone.redis, backbone.settings
     scheduler = backbone.scheduler()
     projector = RunProjector(runs=RunStore(redis), items=backbone.items, scheduler=scheduler)
@@ -220,6 +230,7 @@ async def subscribe(backbone: Backbone, stop: asyncio.Event) -> None:
             Subscriber(RUN_PROJECTOR, RUN_DECODER, projector.handle),
             Subscriber(CACHE_PROJECTOR, CACHE_DECODER, CacheProjector(CacheIndex(redis)).handle),
         ],
+        metrics=None if registry is None else SubscriberMetrics(registry),
     )
     reconciler = Reconciler(
         backbone.js, runs=RunStore(redis), scheduler=scheduler, stale_after=settings.stale_after
@@ -245,14 +256,35 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         renderer = Renderer(
             items=items, effects=backbone.effects, processes=processes, actor=settings.actor
         )
+        metrics = WorkerMetrics(CollectorRegistry())
         worker = WorkerService(
             backbone.nc,
             renderer=renderer,
             publisher=backbone.publisher,
             settings=settings,
             concurrency=concurrency,
+            metrics=metrics,
         )
-        async with asyncio.TaskGroup() as group:
-            if (janitor := backbone.janitor()) is not None:
-                group.create_task(janitor.run(stop))
-            group.create_task(worker.run(stop))
+        heartbeat = Heartbeat(
+            backbone.js,
+            worker=worker.name,
+            beat=worker.beat,
+            every=settings.heartbeat_every,
+            replicas=settings.replicas,
+        )
+        # The heartbeat outlives the renders a stop lets finish: the worker is alive
+        # until its last one is settled.
+        settled = asyncio.Event()
+
+        async def work() -> None:
+            try:
+                await worker.run(stop)
+            finally:
+                settled.set()
+
+        with serving_metrics(metrics.registry, host=settings.host, port=settings.metrics_port):
+            async with asyncio.TaskGroup() as group:
+                if (janitor := backbone.janitor()) is not None:
+                    group.create_task(janitor.run(stop))
+                group.create_task(heartbeat.run(settled))
+                group.create_task(work())

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from l1.events.streams import stream_configs
 from l1.settings import Settings
 from l1.stack import ServerProcess, free_port, nats_server, redis_server
+from l1.workers.heartbeat import BUCKET as HEARTBEATS
 from tests.harness import Harness
 from tests.processes import Deployment, OwnServers
 
@@ -67,6 +68,8 @@ async def _reset(servers: Servers) -> None:
         for config in stream_configs():
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(config.name)
+        with contextlib.suppress(NotFoundError):  # workers' heartbeats
+            await js.delete_key_value(HEARTBEATS)
     finally:
         await nc.close()
     redis = Redis.from_url(servers.redis_url)

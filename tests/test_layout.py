@@ -106,8 +106,20 @@ def test_modules_stay_short() -> None:
     [
         (
             "l1.cli",
-            ["litestar", "av", "numpy", "PIL", "httpx", "rich", "l1.api", "l1.effects.render"],
+            [
+                "litestar",
+                "av",
+                "numpy",
+                "PIL",
+                "httpx",
+                "rich",
+                "jinja2",
+                "prometheus_client",
+                "l1.api",
+                "l1.effects.render",
+            ],
         ),
+        # The dashboard's thumbnails decode media in a pool of their own, never here.
         ("l1.api.app", ["av", "numpy", "PIL", "l1.effects.media", "l1.effects.render"]),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 
 import l1
 from l1.api.errors import expected_errors
@@ -32,8 +32,21 @@ def create_app(settings: Settings | None = None, *, subscribers: bool = True) ->
             version=l1.__version__,
             description="The rendering server of the Art DAG system.",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/"), ScalarRenderPlugin(path="/scalar")],
+            render_plugins=[_swagger()],
         ),
+    )
+
+
+def _swagger() -> SwaggerRenderPlugin:
+    """Swagger UI from L1's own static files (``l1/api/static/swagger-ui``), so that the
+    docs work on a machine with no way out to the internet."""
+    base = "/static/swagger-ui"
+    return SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{base}/swagger-ui-bundle.js",
+        css_url=f"{base}/swagger-ui.css",
+        standalone_preset_js_url=f"{base}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{base}/favicon-32x32.png'>",
     )
 
 

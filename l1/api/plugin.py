@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.di import Provide
 from litestar.plugins import InitPluginProtocol
+from prometheus_client import CollectorRegistry
 
 import l1
 from l1.api.auth import token_guard
@@ -22,15 +23,20 @@ from l1.api.controllers import (
     RecipeController,
     RunController,
 )
+from l1.api.controllers.fleet import FleetController
 from l1.api.controllers.info import ServerInfo
 from l1.api.errors import exception_handlers
 from l1.api.health import Health, HealthCheck
+from l1.api.live import RunFeed
 from l1.api.lookups import Lookups
+from l1.api.metrics import ApiMetrics, MetricsController, http_metrics
 from l1.api.run_waiter import RunWaiter
 from l1.api.services.cache import CacheService
 from l1.api.services.deletion import DeletionRules
+from l1.api.services.fleet import Fleet
 from l1.api.services.publishing import PublishService
 from l1.api.services.runs import RunService
+from l1.api.ui import Dashboard, DashboardController, Thumbnails, static_files, templates
 from l1.assets import asset_path, known_assets
 from l1.cache.activities import ActivityLog
 from l1.cache.index import CacheIndex
@@ -69,6 +75,9 @@ class Services:
     recipe_store: RecipeStore
     effects: EffectRegistry
     lookups: Lookups
+    fleet: Fleet
+    api_metrics: ApiMetrics
+    dashboard: Dashboard
 
 
 class L1Plugin(InitPluginProtocol):
@@ -89,8 +98,14 @@ class L1Plugin(InitPluginProtocol):
                 RecipeController,
                 EffectController,
                 DeadLetterController,
+                FleetController,
+                MetricsController,
+                DashboardController,
+                static_files(),
             ]
         )
+        app_config.template_config = templates()
+        app_config.middleware.append(http_metrics().middleware)
         app_config.guards.append(token_guard(self._settings.api_tokens))
         for name in Services.__dataclass_fields__:
             app_config.dependencies[name] = Provide(self._provider(name), sync_to_thread=False)
@@ -127,10 +142,18 @@ class L1Plugin(InitPluginProtocol):
                 # Named assets stay usable: they hold their item like a run would.
                 await References(backbone.redis).hold(f"asset:{name}", [asset.content_hash])
 
+            stack.callback(services.dashboard.thumbnails.close)
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(services.run_service.waiter.listen(stop))]
+            tasks = [
+                asyncio.create_task(services.run_service.waiter.listen(stop)),
+                asyncio.create_task(services.dashboard.feed.run(stop)),
+                asyncio.create_task(
+                    services.dashboard.thumbnails.forget_deleted(backbone.nc, stop)
+                ),
+            ]
             if self._subscribers:
-                tasks.append(asyncio.create_task(subscribe(backbone, stop)))
+                registry = services.api_metrics.registry  # theirs beside the API's
+                tasks.append(asyncio.create_task(subscribe(backbone, stop, registry=registry)))
             if (janitor := backbone.janitor()) is not None:
                 tasks.append(asyncio.create_task(janitor.run(stop)))
             self._services = services
@@ -156,13 +179,16 @@ class L1Plugin(InitPluginProtocol):
             publisher=publisher,
         )
         recipes = RecipeStore(redis)
+        waiter = RunWaiter(redis, runs)
+        fleet = Fleet(backbone.js)
+        api_metrics = ApiMetrics(CollectorRegistry(), redis=redis, fleet=fleet)
         run_service = RunService(
             runs=runs,
             items=items,
             planner=Planner(effects=effects, recipes=recipes, assets=assets, items=items),
             scheduler=scheduler,
             publisher=publisher,
-            waiter=RunWaiter(redis, runs),
+            waiter=waiter,
             references=references,
             rules=rules,
         )
@@ -197,4 +223,14 @@ class L1Plugin(InitPluginProtocol):
             recipe_store=recipes,
             effects=effects,
             lookups=Lookups(redis, assets),
+            fleet=fleet,
+            api_metrics=api_metrics,
+            dashboard=Dashboard(
+                thumbnails=Thumbnails(settings.cache_dir / "thumbs"),
+                feed=RunFeed(
+                    backbone.nc, runs=runs, waiter=waiter, listeners=[api_metrics.observe]
+                ),
+                tokens_required=bool(settings.api_tokens),
+                version=l1.__version__,
+            ),
         )

@@ -30,6 +30,8 @@ __all__ = [
 
 HEADERS_TIMEOUT = 10.0
 BODY_IDLE_TIMEOUT = 30.0
+# Responses that never end by themselves: the dashboard's live event stream.
+ENDLESS_PATHS = ("/ui/events",)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -68,6 +70,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        """Stop as uvicorn does (finish the response in progress, then close), but end
+        an endless stream at once: waiting for it would hold the whole shutdown up, and
+        its page reconnects by itself."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            path = str(cycle.scope.get("path", ""))
+            if path.startswith(ENDLESS_PATHS) and not self.transport.is_closing():
+                self.transport.close()
+                return
+        super().shutdown()
 
     def _has_body(self) -> bool:
         headers = dict(self.headers)

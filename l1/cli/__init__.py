@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from l1.cli import cache, catalogue, runs, services
+from l1.cli import cache, catalogue, fleet, runs, services
 from l1.cli.common import Target, default_server
 from l1.errors import L1Error
 
@@ -67,7 +67,7 @@ def cli(ctx: click.Context, server: str, token: str | None) -> None:
     ctx.obj = Target(server=server, token=token)
 
 
-for module in (services, runs, cache, catalogue):
+for module in (services, runs, cache, catalogue, fleet):
     for command in module.COMMANDS:
         cli.add_command(command)
 

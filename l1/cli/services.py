@@ -124,7 +124,10 @@ def up(
 
 def _describe(settings: Settings, deployment: Deployment) -> None:
     url = settings.public_url
-    _say(f"{click.style('L1 is up', fg='green', bold=True)} at {url}  (docs: {url}/docs)")
+    _say(
+        f"{click.style('L1 is up', fg='green', bold=True)} at {url}"
+        f"  (dashboard: {url}/ui, docs: {url}/docs)"
+    )
     _say(f"  data   {settings.data_dir}")
     _say(f"  cache  {settings.cache_dir}")
     _say(f"  nats   {settings.nats_url}")

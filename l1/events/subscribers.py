@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from l1.events.streams import EVENTS_STREAM
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
+
+    from l1.events.metrics import SubscriberMetrics
 
 __all__ = ["Subscriber", "Subscribers"]
 
@@ -49,9 +52,16 @@ class Subscriber:
 class Subscribers:
     """Runs subscribers side by side until stopped."""
 
-    def __init__(self, js: JetStreamContext, subscribers: list[Subscriber]) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subscribers: list[Subscriber],
+        *,
+        metrics: SubscriberMetrics | None = None,
+    ) -> None:
         self._js = js
         self._subscribers = subscribers
+        self._metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set."""
@@ -68,10 +78,18 @@ class Subscribers:
         )
         async with aclosing(pulled) as messages:
             async for batch in messages:
-                await _apply(batch, subscriber)
+                began = time.monotonic()
+                applied, retried, dropped = await _apply(batch, subscriber)
+                if self._metrics is not None:
+                    consumer = subscriber.durable
+                    self._metrics.applied.labels(consumer).inc(applied)
+                    self._metrics.retried.labels(consumer).inc(retried)
+                    self._metrics.dropped.labels(consumer).inc(dropped)
+                    self._metrics.batch_seconds.labels(consumer).observe(time.monotonic() - began)
 
 
-async def _apply(messages: list[Msg], subscriber: Subscriber) -> None:
+async def _apply(messages: list[Msg], subscriber: Subscriber) -> tuple[int, int, int]:
+    """Project one batch; how many events were applied, handed back and dropped."""
     decoded: list[tuple[Msg, Any]] = []
     for msg in messages:
         try:
@@ -89,10 +107,13 @@ async def _apply(messages: list[Msg], subscriber: Subscriber) -> None:
         applied = [False] * len(decoded)
     # An event not applied holds back every later one about the same run or item.
     held_back: set[str] = set()
+    acked = 0
     for (msg, _), done in zip(decoded, applied, strict=True):
         key = msg.subject.split(".")[2]  # l1.<kind>.<id>.<event>
         if done and key not in held_back:
             await msg.ack()
+            acked += 1
         else:
             held_back.add(key)
             await msg.nak(delay=RETRY_DELAY)
+    return acked, len(decoded) - acked, len(messages) - len(decoded)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import socket
 import uuid
 from contextlib import aclosing
@@ -36,6 +37,7 @@ from l1.events.transient import TRANSIENT
 from l1.schemas import RenderRequest
 from l1.timestamps import utc_now
 from l1.workers.cancellations import Cancellations
+from l1.workers.heartbeat import Rendering, WorkerBeat
 from l1.workers.render import PermanentRenderError
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
     from l1.events.publisher import Publisher
     from l1.settings import Settings
+    from l1.workers.metrics import WorkerMetrics
     from l1.workers.render import Renderer, RenderResult
 
 __all__ = ["WorkerService"]
@@ -77,6 +80,7 @@ class WorkerService:
         settings: Settings,
         concurrency: int = 4,
         grace: float = 10.0,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -91,7 +95,35 @@ class WorkerService:
         self._rendering: dict[asyncio.Task[None], RenderRequest] = {}
         self._stopped: dict[asyncio.Task[None], Stop] = {}
         self._cancellations = Cancellations(self._js, self._on_cancel)
+        self._metrics = metrics
+        self._since: dict[asyncio.Task[None], str] = {}
+        self._done = 0
+        self._failed = 0
+        self.started_at = utc_now()
         self.name = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+    def beat(self) -> WorkerBeat:
+        """What this worker is doing now, for its heartbeat."""
+        return WorkerBeat(
+            worker=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self.started_at,
+            beat_at=utc_now(),
+            concurrency=self._concurrency,
+            rendering=[
+                Rendering(
+                    run_id=request.run_id,
+                    recipe=request.recipe,
+                    effect=request.effect,
+                    node_id=request.node_id,
+                    since=self._since.get(task, self.started_at),
+                )
+                for task, request in list(self._rendering.items())
+            ],
+            renders_done=self._done,
+            renders_failed=self._failed,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Render until ``stop`` is set, then finish or hand back what is held."""
@@ -155,11 +187,17 @@ class WorkerService:
         task = asyncio.current_task()
         assert task is not None
         self._rendering[task] = request
+        self._since[task] = utc_now()
+        if self._metrics is not None:
+            self._metrics.rendering.set(len(self._rendering))
         try:
             await self._render(msg, request, attempt)
         finally:
             del self._rendering[task]
+            self._since.pop(task, None)
             self._stopped.pop(task, None)
+            if self._metrics is not None:
+                self._metrics.rendering.set(len(self._rendering))
 
     async def _render(self, msg: Msg, request: RenderRequest, attempt: int) -> None:
         progress = _LatestProgress()
@@ -168,6 +206,7 @@ class WorkerService:
         # its claim all the same, for the time its events may wait out a failover.
         quick = self._renderer.quick(request)
         reporter = asyncio.create_task(self._report(msg, request, progress))
+        began = asyncio.get_running_loop().time()
         try:
             async with contextlib.nullcontext() if quick else self._slots:
                 started_at = utc_now()
@@ -180,6 +219,10 @@ class WorkerService:
                 )
             await self._finished(request, result, attempt=attempt, started_at=started_at)
             await msg.ack()
+            self._done += 1
+            if self._metrics is not None:
+                took = asyncio.get_running_loop().time() - began
+                self._metrics.finished(request.effect, "completed", took)
         except asyncio.CancelledError:
             if await self._stopped_on_purpose(msg):
                 return
@@ -221,6 +264,8 @@ class WorkerService:
         if attempt >= self._settings.max_deliver:
             await self._fail(msg, request, f"gave up after {attempt} attempts: {reason}", attempt)
             return
+        if self._metrics is not None:
+            self._metrics.finished(request.effect, "retried")
         log.warning("render of %s failed (attempt %d): %s", request.run_id, attempt, reason)
         await quietly(msg.nak(delay=self._retry_delay(attempt)))
 
@@ -255,6 +300,9 @@ class WorkerService:
         await self._publisher.dead_letter(dead, msg.data, reason)
         await self._publisher.event(RunFailed.of(request, error=reason, attempt=attempt))
         await msg.term()
+        self._failed += 1
+        if self._metrics is not None:
+            self._metrics.finished(request.effect, "failed")
 
     async def _report(self, msg: Msg, request: RenderRequest, progress: _LatestProgress) -> None:
         # Keeps the claim well inside AckWait, publishes progress when it moves, and

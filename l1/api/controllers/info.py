@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.response import Redirect
 
 from l1.api.health import Health, HealthCheck
 from l1.assets import Asset
@@ -32,12 +34,23 @@ class InfoController(Controller):
 
     tags = ["server"]
 
-    @get("/", summary="Server info")
+    @get(
+        "/",
+        summary="Server info",
+        responses={200: ResponseSpec(data_container=ServerInfo, description="The server")},
+    )
     async def info(
-        self, server_info: NamedDependency[ServerInfo], health_check: NamedDependency[HealthCheck]
-    ) -> ServerInfo:
-        """Name, version, the identity renders are signed with, effects, and health."""
-        return msgspec.structs.replace(server_info, health=await health_check())
+        self,
+        request: Request,
+        server_info: NamedDependency[ServerInfo],
+        health_check: NamedDependency[HealthCheck],
+    ) -> Response[bytes] | Redirect:
+        """Name, version, the identity renders are signed with, effects, and health. A
+        browser (asking for HTML before JSON) is sent to the dashboard at ``/ui``."""
+        if request.accept.best_match([MediaType.JSON, MediaType.HTML]) == MediaType.HTML:
+            return Redirect("/ui")
+        info = msgspec.structs.replace(server_info, health=await health_check())
+        return Response(msgspec.json.encode(info), media_type=MediaType.JSON)
 
     @get("/health", summary="Readiness: do NATS and Redis answer")
     async def health(self, health_check: NamedDependency[HealthCheck]) -> Response[Health]:

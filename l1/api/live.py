@@ -1,6 +1,7 @@
 """Run updates as they happen, for the dashboard's live pages and the metrics.
 
-One core NATS subscription on ``l1.runs.>`` per API process. Each event is relayed once
+One core NATS subscription on ``l1.runs.>`` per API process. Listeners (the metrics)
+see every event at once; while a page listens, each event is also relayed to it once
 the run record in Redis shows it (a finished run is waited for until the projector has
 written it), so a page that renders the run on an update shows the new state. Updates
 of one run are relayed in the order they came.
@@ -51,7 +52,8 @@ class RunUpdate(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
-Listener = Callable[[RunEvent, Run | None], None]
+# Called with every event as it arrives, before any Redis read.
+Listener = Callable[[RunEvent], None]
 
 
 class RunFeed:
@@ -99,6 +101,10 @@ class RunFeed:
             event = RUN_DECODER.decode(msg.data)
         except msgspec.DecodeError:
             return  # not ours to judge here; the projector logs it
+        for listener in self._listeners:
+            listener(event)
+        if not self._queues:
+            return  # no page listening: nothing to read the run for
         previous = self._latest.get(event.run_id)
         task = asyncio.create_task(self._relay(event, previous))
         self._latest[event.run_id] = task
@@ -120,8 +126,6 @@ class RunFeed:
         except Exception as error:  # Redis away: the next event tries again
             log.warning("live update of %s skipped: %s", event.run_id, error)
             return
-        for listener in self._listeners:
-            listener(event, run)
         update = _update(event, run)
         for queue in list(self._queues):
             with contextlib.suppress(asyncio.QueueFull):

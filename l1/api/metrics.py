@@ -8,7 +8,8 @@ take the maximum across them, not the sum).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar import Controller, Response, get
@@ -25,8 +26,8 @@ from prometheus_client import (
 )
 
 from l1 import keys
-from l1.events.schemas import RunCompleted, RunEvent, RunSubmitted
-from l1.schemas import Run, RunStatus
+from l1.events.schemas import RunCancelled, RunCompleted, RunEvent, RunFailed, RunSubmitted
+from l1.schemas import RunStatus
 from l1.timestamps import micros
 from l1.workers.metrics import RENDER_BUCKETS
 
@@ -39,6 +40,9 @@ __all__ = ["ApiMetrics", "MetricsController", "http_metrics"]
 
 # Cache item sizes are read this many index entries at a time.
 _CHUNK = 500
+# Runs remembered for the duration histogram and for counting each finish once.
+_REMEMBERED = 50_000
+_FINISHED = (RunCompleted, RunFailed, RunCancelled)
 
 
 def http_metrics() -> PrometheusConfig:
@@ -95,17 +99,29 @@ class ApiMetrics:
         for status in RunStatus:
             if status.terminal:  # shown at 0 before the first, so that rates start at once
                 self.finished.labels(status=str(status))
+        # Recent runs' recipes (from their submits) and finished generations, bounded.
+        self._recipes: OrderedDict[str, str] = OrderedDict()
+        self._finished_runs: OrderedDict[tuple[str, int], None] = OrderedDict()
 
-    def observe(self, event: RunEvent, run: Run | None) -> None:
-        """Count ``event`` (a listener of the run feed)."""
+    def observe(self, event: RunEvent) -> None:
+        """Count ``event`` (a listener of the run feed), from the event alone: a core
+        subscription sees a duplicate that JetStream dropped, so a run's finish is
+        counted once per generation."""
         if isinstance(event, RunSubmitted):
             self.submitted.inc()
-        elif run is not None and run.status.terminal and event.__struct_config__.tag == run.status:
-            self.finished.labels(status=str(run.status)).inc()
-            if isinstance(event, RunCompleted):
-                begun = event.started_at or run.started_at or run.created_at
-                seconds = (micros(event.at) - micros(begun)) / 1e6
-                self.run_seconds.labels(recipe=run.recipe).observe(max(seconds, 0.0))
+            self._recipes[event.run_id] = event.run.recipe
+            _trim(self._recipes)
+        elif isinstance(event, _FINISHED):
+            generation = (event.run_id, event.generation)
+            if generation in self._finished_runs:
+                return
+            self._finished_runs[generation] = None
+            _trim(self._finished_runs)
+            self.finished.labels(status=str(event.__struct_config__.tag)).inc()
+            if isinstance(event, RunCompleted) and event.started_at:
+                recipe = self._recipes.get(event.run_id, "unknown")
+                seconds = (micros(event.at) - micros(event.started_at)) / 1e6
+                self.run_seconds.labels(recipe=recipe).observe(max(seconds, 0.0))
 
     async def refresh(self) -> None:
         """Read the gauges' values from Redis and JetStream."""
@@ -133,6 +149,11 @@ class ApiMetrics:
             raws = await self._redis.mget([keys.cache_item(h) for h in chunk])
             total += sum(_sized.decode(raw).size for raw in raws if raw is not None)
         return total
+
+
+def _trim(recent: OrderedDict[Any, Any]) -> None:
+    while len(recent) > _REMEMBERED:
+        recent.popitem(last=False)
 
 
 class _Sized(msgspec.Struct):

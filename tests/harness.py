@@ -22,6 +22,7 @@ from nats.js.api import DeliverPolicy
 
 from l1.api.app import create_app
 from l1.api.server import server_config
+from l1.events.transient import patiently
 from l1.settings import Settings
 from l1.stack import free_port
 from l1.wiring import run_subscribers, run_worker
@@ -164,12 +165,17 @@ class EventTap:
     async def __aenter__(self) -> EventTap:
         self._nc = await nats.connect(self.nats_url)
         js = self._nc.jetstream()
-        await js.subscribe(
-            self.subject,
-            stream=self.stream,
-            cb=self._received,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
+        # A cluster that just lost a server may still be electing the stream's leader.
+        await patiently(
+            lambda: js.subscribe(
+                self.subject,
+                stream=self.stream,
+                cb=self._received,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+            within=60,
+            what="tapping the events",
         )
         return self
 

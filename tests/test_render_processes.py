@@ -55,8 +55,8 @@ async def test_a_timed_out_render_is_killed_before_it_is_tried_again(
             seen.append(pid)
         return len(seen) == 3
 
-    await wait_for(attempts_one_at_a_time, timeout=30, interval=0.02)
-    run = await deployment.finished(run_id, timeout=30)
+    await wait_for(attempts_one_at_a_time, timeout=60, interval=0.02)
+    run = await deployment.finished(run_id, timeout=60)
     assert run["status"] == "failed" and "timed out after 1s" in run["error"]
     await wait_for(lambda: _none_alive(seen), timeout=5)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 PROJECTION_WAIT = 5.0
 # Updates a slow page may fall behind by before it misses some (it reloads on the next).
 QUEUE_SIZE = 256
+# Events this old are relayed again to a page that starts listening: their runs' records
+# may not have shown them yet when the page caught up.
+RECENT = 10.0
+RECENT_AT_MOST = 1000
 
 _FINISHED = (RunCompleted, RunFailed, RunCancelled)
 
@@ -74,6 +79,7 @@ class RunFeed:
         self._queues: set[asyncio.Queue[RunUpdate]] = set()
         self._latest: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._recent: deque[tuple[float, RunEvent]] = deque(maxlen=RECENT_AT_MOST)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay events until ``stop`` is set."""
@@ -91,6 +97,9 @@ class RunFeed:
         """A queue receiving every update while inside."""
         queue: asyncio.Queue[RunUpdate] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._queues.add(queue)
+        # What came just before may not be in Redis yet, so not in the page's catch-up.
+        for _, event in self._recent:
+            self._relay_in_order(event)
         try:
             yield queue
         finally:
@@ -103,8 +112,14 @@ class RunFeed:
             return  # not ours to judge here; the projector logs it
         for listener in self._listeners:
             listener(event)
-        if not self._queues:
-            return  # no page listening: nothing to read the run for
+        now = asyncio.get_running_loop().time()
+        self._recent.append((now, event))
+        while self._recent[0][0] < now - RECENT:
+            self._recent.popleft()
+        if self._queues:  # else no page listens: nothing to read the run for
+            self._relay_in_order(event)
+
+    def _relay_in_order(self, event: RunEvent) -> None:
         previous = self._latest.get(event.run_id)
         task = asyncio.create_task(self._relay(event, previous))
         self._latest[event.run_id] = task

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import msgspec
 import nats
 from nats.js.errors import NotFoundError
 
+from l1.settings import Settings
 from l1.stack import ServerProcess, free_port, nats_server, redis_server
 from tests.harness import wait_for
 
@@ -34,6 +36,14 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EFFECTS = "tests.effect_fixtures:effects"
+
+
+def with_test_effects(settings: Settings, *, max_deliver: int) -> Settings:
+    """``settings`` with the test-only effects and retries quick enough for a test."""
+    return msgspec.structs.replace(
+        settings, effect_modules=(EFFECTS,), ack_wait=2.0, max_deliver=max_deliver, retry_delay=0.2
+    )
+
 
 # Short timings, so that redelivery, retries and reconciliation happen within seconds.
 FAST = {

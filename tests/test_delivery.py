@@ -28,16 +28,13 @@ from l1.timestamps import utc_now
 from tests.conftest import Servers
 from tests.effect_fixtures import slow_output
 from tests.harness import EventTap, Harness, submit, upload, wait_for
-from tests.processes import EFFECTS
+from tests.processes import with_test_effects
 
 
 @pytest.fixture
 async def l1(settings: Settings) -> AsyncIterator[Harness]:
     """A deployment that knows the test-only effects, with short retry timings."""
-    tuned = msgspec.structs.replace(
-        settings, effect_modules=(EFFECTS,), ack_wait=2.0, max_deliver=3, retry_delay=0.2
-    )
-    async with Harness(tuned).running() as harness:
+    async with Harness(with_test_effects(settings, max_deliver=3)).running() as harness:
         yield harness
 
 

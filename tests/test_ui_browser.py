@@ -19,7 +19,7 @@ import pytest
 
 from l1.settings import Settings
 from tests.harness import Harness, submit, upload, wait_for
-from tests.processes import EFFECTS
+from tests.processes import with_test_effects
 
 CHROMIUM = os.environ.get("L1_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = (
@@ -75,10 +75,7 @@ async def browser() -> AsyncIterator[Any]:
 @pytest.fixture
 async def l1(settings: Settings) -> AsyncIterator[Harness]:
     """A deployment with the test-only effects and quick retries."""
-    tuned = msgspec.structs.replace(
-        settings, effect_modules=(EFFECTS,), ack_wait=2.0, max_deliver=2, retry_delay=0.2
-    )
-    async with Harness(tuned).running() as harness:
+    async with Harness(with_test_effects(settings, max_deliver=2)).running() as harness:
         yield harness
 
 

@@ -9,7 +9,9 @@ __all__ = ["micros", "utc_now"]
 
 def utc_now() -> str:
     """The current time, e.g. ``2026-11-22T08:30:00.123456Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, then "+00:00" as "Z": several times quicker than strftime, and it is
+    # called a few times on every run's path.
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def micros(timestamp: str) -> int:

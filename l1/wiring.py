@@ -46,7 +46,7 @@ from l1.runs.projector import RunProjector
 from l1.runs.reconciler import Reconciler
 from l1.runs.scheduler import Scheduler
 from l1.runs.store import RunStore
-from l1.runtime import every
+from l1.runtime import every, settle_heap
 from l1.workers.heartbeat import Heartbeat
 from l1.workers.metrics import WorkerMetrics
 from l1.workers.processes import RenderProcesses
@@ -213,6 +213,7 @@ async def run_subscribers(settings: Settings, *, stop: asyncio.Event) -> None:
     registry = CollectorRegistry()
     async with connected(settings, role="subscribers") as backbone:
         with serving_metrics(registry, host=settings.host, port=settings.metrics_port):
+            settle_heap()
             await subscribe(backbone, stop, registry=registry)
 
 
@@ -283,6 +284,7 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
                 settled.set()
 
         with serving_metrics(metrics.registry, host=settings.host, port=settings.metrics_port):
+            settle_heap()
             async with asyncio.TaskGroup() as group:
                 if (janitor := backbone.janitor()) is not None:
                     group.create_task(janitor.run(stop))

@@ -48,6 +48,7 @@ from l1.runs.planner import Planner
 from l1.runs.recipe_store import RecipeStore
 from l1.runs.scheduler import Scheduler
 from l1.runs.store import RunStore
+from l1.runtime import settle_heap
 from l1.wiring import Backbone, connected, subscribe
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class L1Plugin(InitPluginProtocol):
             if (janitor := backbone.janitor()) is not None:
                 tasks.append(asyncio.create_task(janitor.run(stop)))
             self._services = services
+            settle_heap()
             try:
                 yield
             finally:
@@ -182,6 +184,7 @@ class L1Plugin(InitPluginProtocol):
         waiter = RunWaiter(redis, runs)
         fleet = Fleet(backbone.js)
         api_metrics = ApiMetrics(CollectorRegistry(), redis=redis, fleet=fleet)
+        lookups = Lookups(redis, assets)
         run_service = RunService(
             runs=runs,
             items=items,
@@ -191,6 +194,7 @@ class L1Plugin(InitPluginProtocol):
             waiter=waiter,
             references=references,
             rules=rules,
+            lookups=lookups,
         )
         return Services(
             run_service=run_service,
@@ -222,7 +226,7 @@ class L1Plugin(InitPluginProtocol):
             dead_letters=DeadLetters(backbone.js),
             recipe_store=recipes,
             effects=effects,
-            lookups=Lookups(redis, assets),
+            lookups=lookups,
             fleet=fleet,
             api_metrics=api_metrics,
             dashboard=Dashboard(

@@ -164,7 +164,7 @@ class ContentStore:
         return StoredItem(
             content_hash=content_hash,
             size=path.stat().st_size,
-            content_type=detect_content_type(path),
+            content_type=_recorded_media_type(path),
         )
 
     def age(self, content_hash: str) -> float:
@@ -215,10 +215,11 @@ class ContentStore:
         """Give a received file its address (atomically; readers see all of it or
         nothing); ``created`` when the store did not hold it yet. Blocking."""
         final = self.path_for(incoming.content_hash)
+        content_type = media_type(incoming.head)
         created = not self._present(final)
         if created:
             final.parent.mkdir(exist_ok=True)
-            _seal(incoming.path)
+            _seal(incoming.path, content_type)
             os.chmod(incoming.path, 0o444)
             os.replace(incoming.path, final)
             _fsync_dir(final.parent)
@@ -227,7 +228,7 @@ class ContentStore:
         return StoredItem(
             content_hash=incoming.content_hash,
             size=incoming.size,
-            content_type=media_type(incoming.head),
+            content_type=content_type,
             created=created,
         )
 
@@ -276,14 +277,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-# The extended attribute that records a stored file as it was when its hash was checked.
+# The extended attributes that record a stored file as it was when its hash was
+# checked, and its media type as read then (so that it is not read again on every use).
 SEAL = "user.l1.seal"
+MEDIA_TYPE = "user.l1.type"
 
 
-def _seal(path: Path) -> None:
+def _seal(path: Path, content_type: str) -> None:
     stat = path.stat()
     with contextlib.suppress(OSError):  # a file system without extended attributes
         os.setxattr(path, SEAL, f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        os.setxattr(path, MEDIA_TYPE, content_type.encode())
+
+
+def _recorded_media_type(path: Path) -> str:
+    """The media type recorded when ``path`` was stored, else read from its first bytes."""
+    try:
+        return os.getxattr(path, MEDIA_TYPE).decode()
+    except OSError:
+        return detect_content_type(path)
 
 
 def _intact(path: Path) -> bool:

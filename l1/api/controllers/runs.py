@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, MediaType, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
@@ -39,17 +38,14 @@ class RunController(Controller):
     tags = ["runs"]
 
     @post("/", summary="Submit a run", status_code=HTTP_202_ACCEPTED)
-    async def submit(
-        self, data: JSONBody[RunSubmission], run_service: Runs, lookups: Ids
-    ) -> Response[Run]:
+    async def submit(self, data: JSONBody[RunSubmission], run_service: Runs) -> Response[Run]:
         """Accept a run; 202 while it is queued or rendering, 200 when it already finished.
 
         The same recipe over the same inputs is the same run, so a repeat returns it.
         Inputs are content hashes, unique prefixes of them, or asset names.
         """
         laps = Laps()
-        submission = await _resolved(data, lookups)
-        run, _ = await run_service.submit(submission, requested_by="api", laps=laps)
+        run, _ = await run_service.submit(data, requested_by="api", laps=laps)
         status = HTTP_200_OK if run.status.terminal else HTTP_202_ACCEPTED
         return Response(run, status_code=status, headers={"Server-Timing": laps.header()})
 
@@ -73,35 +69,33 @@ class RunController(Controller):
         self,
         run_id: RunId,
         run_service: Runs,
-        lookups: Ids,
         wait: Annotated[
             float, QueryParameter(ge=0, le=300, description="Seconds to wait for the run to finish")
         ] = 0,
     ) -> Response[bytes]:
         """The run; with ``?wait=SECONDS`` the answer comes as soon as it finishes."""
-        view = await run_service.view(await lookups.run_id(run_id), wait=wait)
+        view = await run_service.view(run_id, wait=wait)
         return Response(view, media_type=MediaType.JSON)
 
     @post("/{run_id:str}/cancel", summary="Cancel a run", status_code=HTTP_200_OK)
-    async def cancel(self, run_id: RunId, run_service: Runs, lookups: Ids) -> Run:
+    async def cancel(self, run_id: RunId, run_service: Runs) -> Run:
         """Stop a pending run or ask the worker rendering it to stop; 409 once finished."""
-        return await run_service.cancel(await lookups.run_id(run_id))
+        return await run_service.cancel(run_id)
 
     @post(
         "/{run_id:str}/retry",
         summary="Retry a failed or cancelled run",
         status_code=HTTP_202_ACCEPTED,
     )
-    async def retry(self, run_id: RunId, run_service: Runs, lookups: Ids) -> Run:
+    async def retry(self, run_id: RunId, run_service: Runs) -> Run:
         """Send the run to the workers again; 409 unless it failed or was cancelled."""
-        return await run_service.retry(await lookups.run_id(run_id))
+        return await run_service.retry(run_id)
 
     @delete("/{run_id:str}", summary="Discard a run", status_code=HTTP_200_OK)
     async def discard(
         self,
         run_id: RunId,
         run_service: Runs,
-        lookups: Ids,
         cancel: Annotated[
             bool, QueryParameter(description="Cancel the run first if it has not finished")
         ] = False,
@@ -111,7 +105,7 @@ class RunController(Controller):
         409 if any of its items is published, or if it has not finished (unless
         ``?cancel=true``); 503 when L2 cannot be asked.
         """
-        return await run_service.discard(await lookups.run_id(run_id), cancel=cancel)
+        return await run_service.discard(run_id, cancel=cancel)
 
     @post("/{run_id:str}/publish", summary="Publish a run to L2", status_code=HTTP_200_OK)
     async def publish(
@@ -119,14 +113,3 @@ class RunController(Controller):
     ) -> PublishReport:
         """Ask L2 to publish the run's output; its items can never be deleted afterwards."""
         return await publish_service.publish(await lookups.run_id(run_id))
-
-
-async def _resolved(submission: RunSubmission, lookups: Lookups) -> RunSubmission:
-    """``submission`` with each input given as a hash prefix replaced by the full hash."""
-    given = submission.inputs
-    if isinstance(given, dict):
-        named = {name: await lookups.input_hash(value) for name, value in given.items()}
-        return msgspec.structs.replace(submission, inputs=named)
-    return msgspec.structs.replace(
-        submission, inputs=[await lookups.input_hash(value) for value in given]
-    )

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING
 import msgspec
 import nats.errors
 
-from l1.errors import Conflict, DependencyDown, InvalidInput, NotFound, Unprocessable
+from l1.errors import Conflict, DependencyDown, NotFound, Unprocessable
 from l1.events.schemas import RunCancelled
-from l1.identifiers import is_content_hash, run_id_for
+from l1.identifiers import run_id_for
 from l1.runs import projections
 from l1.schemas import InputRef, Page, RenderRequest, Run, RunStatus, RunSubmission, RunView
 from l1.timestamps import utc_now
 from l1.timing import Laps
 
 if TYPE_CHECKING:
+    from l1.api.lookups import Lookups
     from l1.api.run_waiter import RunWaiter
     from l1.api.services.deletion import DeletionRules, DiscardReport
     from l1.cache.items import Items
@@ -51,6 +52,7 @@ class RunService:
         waiter: RunWaiter,
         references: References,
         rules: DeletionRules,
+        lookups: Lookups,
     ) -> None:
         self._runs = runs
         self._items = items
@@ -60,6 +62,7 @@ class RunService:
         self.waiter = waiter
         self._references = references
         self._rules = rules
+        self._lookups = lookups
 
     async def submit(
         self, submission: RunSubmission, *, requested_by: str, laps: Laps | None = None
@@ -67,10 +70,11 @@ class RunService:
         """Accept ``submission``; returns the run and whether it is new. ``laps`` times
         the stages: plan, record, send.
 
-        The same recipe over the same inputs is the same run: a repeat returns the first.
+        Inputs may be content hashes, unique prefixes of them, or asset names. The same
+        recipe over the same inputs is the same run: a repeat returns the first.
         """
         laps = laps or Laps()
-        plan = await self._planner.plan(submission)
+        plan = await self._planner.plan(await self._resolved(submission))
         hashes = [i.content_hash for i in plan.inputs]
         run_id = run_id_for(plan.recipe, plan.run_hash, hashes)
         run = Run(
@@ -101,9 +105,9 @@ class RunService:
         return outcome.run, outcome.created
 
     async def get(self, run_id: str, *, wait: float = 0.0) -> Run:
-        """The run, waiting up to ``wait`` seconds for it to finish."""
-        if not is_content_hash(run_id):
-            raise InvalidInput(f"{run_id[:80]!r} is not a run id (64 lowercase hex characters)")
+        """The run (``run_id`` may be a unique prefix), waiting up to ``wait`` seconds
+        for it to finish."""
+        run_id = await self._lookups.run_id(run_id)
         run = await (self.waiter.wait(run_id, wait) if wait > 0 else self._runs.get(run_id))
         if run is None:
             raise NotFound(f"no run {run_id}")
@@ -112,6 +116,7 @@ class RunService:
     async def view(self, run_id: str, *, wait: float = 0.0) -> bytes:
         """The run with the items of it that are marked published, as JSON: straight
         from the store when nothing is marked published (the usual case)."""
+        run_id = await self._lookups.run_id(run_id)
         if wait <= 0 and not await self._references.any_published():
             raw = await self._runs.get_raw(run_id)
             if raw is None:
@@ -125,13 +130,14 @@ class RunService:
         """Stop a pending run, or ask the worker rendering it to stop."""
         run = await self.get(run_id)
         if run.status.terminal:
-            raise Conflict(f"run {run_id} already finished ({run.status})")
+            raise Conflict(f"run {run.run_id} already finished ({run.status})")
         await self._publisher.event(RunCancelled.of(run))
-        return await self.waiter.wait(run_id, CANCEL_WAIT) or run
+        return await self.waiter.wait(run.run_id, CANCEL_WAIT) or run
 
     async def retry(self, run_id: str) -> Run:
         """Send a failed or cancelled run to the workers again, as its next generation."""
         run = await self.get(run_id)
+        run_id = run.run_id
         if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
             raise Conflict(
                 f"run {run_id} is {run.status}; only failed or cancelled runs are retried"
@@ -164,14 +170,24 @@ class RunService:
         if not run.status.terminal:
             if not cancel:
                 raise Conflict(
-                    f"run {run_id} is {run.status}; cancel it first or discard with ?cancel=true"
+                    f"run {run.run_id} is {run.status}; cancel it first or discard with "
+                    "?cancel=true"
                 )
-            run = await self.cancel(run_id)
+            run = await self.cancel(run.run_id)
         return await self._rules.discard(run)
 
     async def page(self, *, limit: int, cursor: str | None, status: RunStatus | None) -> Page[Run]:
         """Runs, newest first."""
         return await self._runs.page(limit=limit, cursor=cursor, status=status)
+
+    async def _resolved(self, submission: RunSubmission) -> RunSubmission:
+        """``submission`` with each input given as a hash prefix replaced by the full hash."""
+        given, lookups = submission.inputs, self._lookups
+        if isinstance(given, dict):
+            named = {name: await lookups.input_hash(value) for name, value in given.items()}
+            return msgspec.structs.replace(submission, inputs=named)
+        inputs = [await lookups.input_hash(value) for value in given]
+        return msgspec.structs.replace(submission, inputs=inputs)
 
     async def _dispatch(self, run: Run, requests: list[RenderRequest]) -> None:
         """Announce the run and send its steps; once it is recorded, a failure here

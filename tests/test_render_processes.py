@@ -41,7 +41,8 @@ async def hanging_run(deployment: Deployment, marker: Path) -> str:
 async def test_a_timed_out_render_is_killed_before_it_is_tried_again(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    deployment.env.update({"L1_RENDER_TIMEOUT": "1", "L1_MAX_DELIVER": "3"})
+    # Long enough for every attempt to start and write its pid on a loaded machine.
+    deployment.env.update({"L1_RENDER_TIMEOUT": "2", "L1_MAX_DELIVER": "3"})
     await deployment.start_api()
     deployment.start_worker(concurrency=2)
     marker = tmp_path / "never-ends"
@@ -57,7 +58,7 @@ async def test_a_timed_out_render_is_killed_before_it_is_tried_again(
 
     await wait_for(attempts_one_at_a_time, timeout=60, interval=0.02)
     run = await deployment.finished(run_id, timeout=60)
-    assert run["status"] == "failed" and "timed out after 1s" in run["error"]
+    assert run["status"] == "failed" and "timed out after 2s" in run["error"]
     await wait_for(lambda: _none_alive(seen), timeout=5)
 
 

@@ -1,14 +1,19 @@
-"""Bytes on their way into the content-addressed store: written to a scratch file and
-hashed in one pass, each block hashed on one core while another writes it and has the
-disk take it (``fdatasync`` block by block, so that the last sync finds little left),
-so that storing a file costs about what hashing it does."""
+"""Bytes on their way into the content-addressed store, written to a scratch file and
+hashed in one pass, so that storing a file costs about what hashing it does.
+
+A file on the same file system (an import, a render's output) is copied by the kernel
+while the part already copied is hashed where it landed; a stream (an upload) has each
+block hashed on one core while another writes the one before. The disk is asked to take
+what was written every few MiB (``fdatasync``), so that the last sync finds little left."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import mmap
 import os
 from collections.abc import AsyncIterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +24,13 @@ from l1.identifiers import new_hasher
 
 __all__ = ["BLOCK", "HEAD", "Incoming", "media_type"]
 
-BLOCK = 8 << 20  # bytes hashed and written at a time
+# Bytes hashed and written at a time: small enough that a block is still in the CPU's
+# cache when it is written after being hashed (8 MiB blocks stored ~15 % slower).
+BLOCK = 1 << 20
+SYNC_EVERY = 8 << 20  # bytes written between data syncs
+COPY_CHUNK = 8 << 20  # bytes the kernel copies at a time
+# What copy_file_range answers when it cannot copy between these two files.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 HEAD = 8192  # enough of a file's start to recognise its format
 
 
@@ -41,8 +52,12 @@ class Incoming:
         self.size = 0
         self.head = b""
         self._hasher = new_hasher()
-        self._file: BinaryIO = path.open("wb")
+        # Unbuffered: blocks go straight to the kernel, with no copy on the way; readable
+        # too, for what the kernel copied in to be hashed where it landed.
+        self._file = path.open("w+b", buffering=0)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1-store")
+        self._writing: Future[None] | None = None  # the block still being written
+        self._unsynced = 0
 
     @property
     def content_hash(self) -> str:
@@ -51,25 +66,82 @@ class Incoming:
 
     def write(self, block: bytes | bytearray) -> None:
         """Add ``block``: :class:`TooLarge` past ``max_bytes`` (nothing more is written)."""
-        self.size += len(block)
-        if self.size > self.max_bytes:
-            raise TooLarge(f"the item is larger than the limit of {self.max_bytes} bytes")
+        self._grow(len(block))
         if len(self.head) < HEAD:
             self.head += block[: HEAD - len(self.head)]
-        # Both release the GIL for large blocks: the write and the hash run side by side.
-        written = self._writer.submit(self._write_through, block)
+        # Both release the GIL for large blocks: this block is hashed while it is
+        # written, and while the one before it may still be.
+        writing = self._writer.submit(self._write_through, block)
         self._hasher.update(block)
-        written.result()
+        self._settle()
+        self._writing = writing
+
+    def _grow(self, added: int) -> None:
+        self.size += added
+        if self.size > self.max_bytes:
+            raise TooLarge(f"the item is larger than the limit of {self.max_bytes} bytes")
+
+    def _settle(self) -> None:
+        """Wait for the block being written (raising what the write raised)."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def _write_through(self, block: bytes | bytearray) -> None:
-        self._file.write(block)
-        if len(block) >= BLOCK:  # more is likely to follow: let the disk take this now
-            self._file.flush()
+        view = memoryview(block)
+        while view:
+            view = view[self._file.write(view) :]
+        self._unsynced += len(block)
+        if self._unsynced >= SYNC_EVERY:  # let the disk take this now
             os.fdatasync(self._file.fileno())
+            self._unsynced = 0
 
     def copy_from(self, source: BinaryIO) -> None:
-        """Write everything ``source`` holds, reading each block while the one before is
-        hashed and written."""
+        """Write everything ``source`` holds: copied by the kernel where it can (within
+        one file system), else read a block at a time."""
+        try:
+            self._copy_in_kernel(source.fileno())
+        except OSError as error:
+            if self.size or error.errno not in _NO_KERNEL_COPY:
+                raise
+            self._copy_through(source)
+
+    def _copy_in_kernel(self, source: int) -> None:
+        """The kernel copies a chunk while this thread hashes the one before as it landed
+        in the scratch file (mapped, not read): what is hashed is what is stored, even
+        if ``source`` changes meanwhile, and no byte passes through this process."""
+        target = self._file.fileno()
+
+        def copy(offset: int) -> int:
+            copied = 0
+            while copied < COPY_CHUNK:
+                at = offset + copied
+                if not (got := os.copy_file_range(source, target, COPY_CHUNK - copied, at, at)):
+                    break
+                copied += got
+            if copied:
+                os.fdatasync(target)
+            return copied
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1-copy") as copier:
+            ahead = copier.submit(copy, 0)
+            while copied := ahead.result():
+                offset = self.size
+                self._grow(copied)
+                ahead = copier.submit(copy, offset + copied)
+                self._hash_landed(offset, copied)
+
+    def _hash_landed(self, offset: int, length: int) -> None:
+        flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
+        mapped = mmap.mmap(self._file.fileno(), length, flags, mmap.PROT_READ, offset=offset)
+        with mapped, memoryview(mapped) as view:
+            if len(self.head) < HEAD:
+                self.head += view[: HEAD - len(self.head)].tobytes()
+            for start in range(0, length, BLOCK):
+                self._hasher.update(view[start : start + BLOCK])
+
+    def _copy_through(self, source: BinaryIO) -> None:
+        """Read each block while the one before is hashed and written."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1-read") as reader:
             ahead = reader.submit(source.read, BLOCK)
             while block := ahead.result():
@@ -103,11 +175,12 @@ class Incoming:
 
     def finish(self) -> None:
         """Make what was written durable (one fsync) and close the file."""
-        self._file.flush()
+        self._settle()
         os.fsync(self._file.fileno())
         self.close()
 
     def close(self) -> None:
         """Close the file (it stays where it is)."""
-        self._file.close()
         self._writer.shutdown(wait=True)
+        self._writing = None
+        self._file.close()

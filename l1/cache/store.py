@@ -190,7 +190,7 @@ class ContentStore:
         """Copy ``source`` in (not yet committed). Blocking: run in a thread."""
         incoming = self.incoming(max_bytes=max_bytes)
         try:
-            with source.open("rb") as reader:
+            with source.open("rb", buffering=0) as reader:
                 incoming.copy_from(reader)
             incoming.finish()
         except BaseException:

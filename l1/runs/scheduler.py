@@ -106,7 +106,8 @@ class Scheduler:
     async def announce(self, run: Run, requests: list[RenderRequest]) -> None:
         """Publish a newly accepted run's ``submitted`` event and its first steps."""
         # Independent publishes: the projector tolerates either order.
-        await asyncio.gather(self._publisher.event(RunSubmitted.of(run)), self.send(requests))
+        sends = (self._publisher.render_request(r) for r in requests)
+        await asyncio.gather(self._publisher.event(RunSubmitted.of(run)), *sends)
 
     def announce_later(self, run: Run, requests: list[RenderRequest]) -> None:
         """Keep trying :meth:`announce` in the background (for a run that is recorded

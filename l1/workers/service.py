@@ -213,10 +213,8 @@ class WorkerService:
                 if not quick:
                     started = RunStarted.of(request, worker=self.name, attempt=attempt)
                     await self._publisher.event(started)
-                result = await asyncio.wait_for(
-                    self._renderer.render(request, progress=progress.set),
-                    timeout=self._settings.render_timeout,
-                )
+                async with asyncio.timeout(self._settings.render_timeout):
+                    result = await self._renderer.render(request, progress=progress.set)
             await self._finished(request, result, attempt=attempt, started_at=started_at)
             await msg.ack()
             self._done += 1

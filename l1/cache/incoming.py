@@ -24,8 +24,8 @@ from l1.identifiers import new_hasher
 
 __all__ = ["BLOCK", "HEAD", "Incoming", "media_type"]
 
-# Bytes hashed and written at a time: small enough that a block is still in the CPU's
-# cache when it is written after being hashed (8 MiB blocks stored ~15 % slower).
+# Bytes hashed and written at a time: small enough for a block to stay in the CPU's
+# cache between being hashed and being written.
 BLOCK = 1 << 20
 SYNC_EVERY = 8 << 20  # bytes written between data syncs
 COPY_CHUNK = 8 << 20  # bytes the kernel copies at a time

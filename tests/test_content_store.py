@@ -4,12 +4,15 @@ type is recorded when it is stored."""
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from l1.cache import incoming as incoming_module
 from l1.cache.incoming import BLOCK, COPY_CHUNK, Incoming
 from l1.cache.store import MEDIA_TYPE, ContentStore
 from l1.errors import TooLarge
@@ -56,6 +59,24 @@ def test_a_file_the_kernel_cannot_copy_is_read_in(tmp_path: Path) -> None:
         incoming.copy_from(source)
     incoming.finish()
     feeder.join()
+    assert incoming.content_hash == sha3_hex(data)
+    assert (tmp_path / "scratch").read_bytes() == data
+
+
+def test_a_copy_that_cannot_be_mapped_is_read_in_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file system that cannot map files: the kernel's copy is dropped and the file
+    # read in from the start instead.
+    def unmappable(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError(errno.ENODEV, "no mmap here")
+
+    monkeypatch.setattr(incoming_module.mmap, "mmap", unmappable)
+    data = odd_sized(tmp_path / "source")
+    incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
+    with (tmp_path / "source").open("rb", buffering=0) as source:
+        incoming.copy_from(source)
+    incoming.finish()
     assert incoming.content_hash == sha3_hex(data)
     assert (tmp_path / "scratch").read_bytes() == data
 

@@ -29,8 +29,15 @@ __all__ = ["BLOCK", "HEAD", "Incoming", "media_type"]
 BLOCK = 1 << 20
 SYNC_EVERY = 8 << 20  # bytes written between data syncs
 COPY_CHUNK = 8 << 20  # bytes the kernel copies at a time
-# What copy_file_range answers when it cannot copy between these two files.
-_NO_KERNEL_COPY = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+# What the kernel answers when it cannot copy between two files, or map the copy.
+_NO_KERNEL_COPY = {
+    errno.EXDEV,
+    errno.EINVAL,
+    errno.ENOSYS,
+    errno.EOPNOTSUPP,
+    errno.EBADF,
+    errno.ENODEV,
+}
 HEAD = 8192  # enough of a file's start to recognise its format
 
 
@@ -104,6 +111,7 @@ class Incoming:
         except OSError as error:
             if self.size or error.errno not in _NO_KERNEL_COPY:
                 raise
+            self._file.truncate(0)  # whatever the kernel copied before giving up
             self._copy_through(source)
 
     def _copy_in_kernel(self, source: int) -> None:
@@ -127,9 +135,9 @@ class Incoming:
             ahead = copier.submit(copy, 0)
             while copied := ahead.result():
                 offset = self.size
-                self._grow(copied)
                 ahead = copier.submit(copy, offset + copied)
                 self._hash_landed(offset, copied)
+                self._grow(copied)
 
     def _hash_landed(self, offset: int, length: int) -> None:
         flags = mmap.MAP_SHARED | mmap.MAP_POPULATE

@@ -117,7 +117,7 @@ class Incoming:
     def _copy_in_kernel(self, source: int) -> None:
         """The kernel copies a chunk while this thread hashes the one before as it landed
         in the scratch file (mapped, not read): what is hashed is what is stored, even
-        if ``source`` changes meanwhile, and no byte passes through this process."""
+        if ``source`` changes meanwhile, and no byte is copied through this process."""
         target = self._file.fileno()
 
         def copy(offset: int) -> int:

@@ -1,19 +1,21 @@
-"""The content-addressed store on a real file system: files copied in by the kernel or
-read in block by block arrive whole and hash to what they hold, and an item's media
-type is recorded when it is stored."""
+"""The content-addressed store on a real file system: files and streams taken in block
+by block arrive whole and hash to what they hold, written past the page cache where the
+file system allows and through it where it does not, and an item's media type is
+recorded when it is stored."""
 
 from __future__ import annotations
 
 import errno
-import mmap
+import fcntl
 import os
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from l1.cache import incoming as incoming_module
-from l1.cache.incoming import BLOCK, COPY_CHUNK, Incoming
+from l1.cache.incoming import ALIGN, BLOCK, Incoming
 from l1.cache.store import MEDIA_TYPE, ContentStore
 from l1.errors import TooLarge
 from l1.identifiers import sha3_hex
@@ -27,15 +29,21 @@ def store(tmp_path: Path) -> ContentStore:
 
 
 def odd_sized(path: Path) -> bytes:
-    """A file across several copy chunks and blocks, ending part-way into one."""
-    data = PNG + os.urandom(2 * COPY_CHUNK + 3 * BLOCK + 12345)
+    """A file across several blocks, ending part-way into one (and into a page)."""
+    data = PNG + os.urandom(2 * BLOCK + 3 * ALIGN + 12345)
     path.write_bytes(data)
     return data
 
 
-def test_a_file_copied_in_by_the_kernel_is_stored_whole(
-    store: ContentStore, tmp_path: Path
-) -> None:
+def direct_writes_work(directory: Path) -> bool:
+    try:
+        os.close(os.open(directory / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return False
+    return True
+
+
+def test_a_file_read_in_is_stored_whole(store: ContentStore, tmp_path: Path) -> None:
     data = odd_sized(tmp_path / "source")
     item = store.commit(store.receive_file(tmp_path / "source"))
     assert item.content_hash == sha3_hex(data)
@@ -43,8 +51,22 @@ def test_a_file_copied_in_by_the_kernel_is_stored_whole(
     assert store.path_for(item.content_hash).read_bytes() == data
 
 
-def test_a_file_the_kernel_cannot_copy_is_read_in(tmp_path: Path) -> None:
-    # A pipe is no file to copy_file_range: the same bytes come in by reading.
+def test_a_stored_file_bypasses_the_page_cache(store: ContentStore, tmp_path: Path) -> None:
+    if not direct_writes_work(tmp_path):
+        pytest.skip("this file system takes no direct writes")
+    odd_sized(tmp_path / "source")
+    item = store.commit(store.receive_file(tmp_path / "source"))
+    fd = os.open(store.path_for(item.content_hash), os.O_RDONLY)
+    try:
+        # Asked not to wait for the disk, a read of a block written directly finds
+        # nothing in the cache.
+        with pytest.raises(BlockingIOError):
+            os.preadv(fd, [bytearray(ALIGN)], BLOCK, os.RWF_NOWAIT)
+    finally:
+        os.close(fd)
+
+
+def test_a_pipe_is_read_in(tmp_path: Path) -> None:
     data = odd_sized(tmp_path / "source")
     read_end, write_end = os.pipe()
 
@@ -63,19 +85,66 @@ def test_a_file_the_kernel_cannot_copy_is_read_in(tmp_path: Path) -> None:
     assert (tmp_path / "scratch").read_bytes() == data
 
 
-def test_a_copy_that_cannot_be_mapped_is_read_in_again(
+def test_without_direct_writes_the_page_cache_takes_every_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A file system that cannot map files: the kernel's copy is dropped and the file
-    # read in from the start instead.
-    def unmappable(*args: object, **kwargs: object) -> mmap.mmap:
-        raise OSError(errno.ENODEV, "no mmap here")
+    real_open = os.open
 
-    monkeypatch.setattr(incoming_module.mmap, "mmap", unmappable)
+    def no_direct(path: Path, flags: int, *args: int) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "no direct writes here")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(incoming_module.os, "open", no_direct)
     data = odd_sized(tmp_path / "source")
     incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
     with (tmp_path / "source").open("rb", buffering=0) as source:
         incoming.copy_from(source)
+    incoming.finish()
+    assert incoming.content_hash == sha3_hex(data)
+    assert (tmp_path / "scratch").read_bytes() == data
+
+
+def test_a_direct_write_refused_part_way_goes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some file systems open for direct writes and then refuse one: that block and the
+    # rest are written through the cache, and nothing is lost or written twice.
+    if not direct_writes_work(tmp_path):
+        pytest.skip("this file system takes no direct writes")
+    real_pwrite, direct_writes = os.pwrite, []
+
+    def refuse_second(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            direct_writes.append(offset)
+            if len(direct_writes) == 2:
+                raise OSError(errno.EINVAL, "not this one")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(incoming_module.os, "pwrite", refuse_second)
+    data = odd_sized(tmp_path / "source")
+    incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
+    with (tmp_path / "source").open("rb", buffering=0) as source:
+        incoming.copy_from(source)
+    incoming.finish()
+    assert direct_writes == [0, BLOCK]
+    assert incoming.content_hash == sha3_hex(data)
+    assert (tmp_path / "scratch").read_bytes() == data
+
+
+async def test_a_stream_is_taken_in_whole(tmp_path: Path) -> None:
+    data = odd_sized(tmp_path / "source")
+    sizes = [1, 65536, 3, BLOCK, 100_000]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        at = 0
+        while at < len(data):
+            size = sizes[at % len(sizes)]
+            yield data[at : at + size]
+            at += size
+
+    incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
+    await incoming.receive(chunks())
     incoming.finish()
     assert incoming.content_hash == sha3_hex(data)
     assert (tmp_path / "scratch").read_bytes() == data

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from litestar.di import Provide
@@ -43,6 +44,8 @@ from l1.cache.index import CacheIndex
 from l1.cache.references import References
 from l1.effects import EffectRegistry
 from l1.events.dead_letters import DeadLetters
+from l1.events.streams import READY_WITHIN
+from l1.events.transient import patiently
 from l1.l2_client import L2Client
 from l1.runs.planner import Planner
 from l1.runs.recipe_store import RecipeStore
@@ -139,7 +142,12 @@ class L1Plugin(InitPluginProtocol):
             services = self._build(backbone, l2, scheduler)
             await services.lookups.backfill()
             for name, asset in services.assets.items():
-                await services.cache_service.store_file(asset_path(name), source=f"asset:{name}")
+                # A cluster just started may still be electing the blob tier's leader:
+                # ride that out as long as declaring the streams may (storing is idempotent).
+                store = partial(
+                    services.cache_service.store_file, asset_path(name), source=f"asset:{name}"
+                )
+                await patiently(store, within=READY_WITHIN, what=f"storing the asset {name}")
                 # Named assets stay usable: they hold their item like a run would.
                 await References(backbone.redis).hold(f"asset:{name}", [asset.content_hash])
 

@@ -1,21 +1,27 @@
 """Bytes on their way into the content-addressed store, written to a scratch file and
 hashed in one pass, so that storing a file costs about what hashing it does.
 
-A file on the same file system (an import, a render's output) is copied by the kernel
-while the part already copied is hashed where it landed; a stream (an upload) has each
-block hashed on one core while another writes the one before. The disk is asked to take
-what was written every few MiB (``fdatasync``), so that the last sync finds little left."""
+Whatever the bytes come from (a file on this host, an upload, the blob tier), they are
+gathered into a few page-aligned blocks that are used again and again: a full block is
+hashed on one core while another thread writes it to the disk directly (``O_DIRECT``),
+past the page cache. Neither the copy nor the hash then waits for the kernel to find
+fresh memory for a second copy of the file in its cache, which on a machine short of
+free pages (or a virtual machine whose host takes free pages back) costs more than the
+hash itself; and a large import does not push out of the cache what is used. Where a
+file system does not take direct writes, the same blocks are written through the cache.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import mmap
 import os
+from collections import deque
 from collections.abc import AsyncIterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 
 import filetype
 
@@ -24,20 +30,13 @@ from l1.identifiers import new_hasher
 
 __all__ = ["BLOCK", "HEAD", "Incoming", "media_type"]
 
-# Bytes hashed and written at a time: small enough for a block to stay in the CPU's
-# cache between being hashed and being written.
-BLOCK = 1 << 20
-SYNC_EVERY = 8 << 20  # bytes written between data syncs
-COPY_CHUNK = 8 << 20  # bytes the kernel copies at a time
-# What the kernel answers when it cannot copy between two files, or map the copy.
-_NO_KERNEL_COPY = {
-    errno.EXDEV,
-    errno.EINVAL,
-    errno.ENOSYS,
-    errno.EOPNOTSUPP,
-    errno.EBADF,
-    errno.ENODEV,
-}
+# Bytes hashed and written at a time: large enough for the disk to take at full speed.
+BLOCK = 4 << 20
+# Blocks per file: one being filled, one hashed, one written.
+BLOCKS = 3
+# Direct writes start and end on multiples of this (the largest logical block size in
+# use); only a file's last few bytes go through the page cache.
+ALIGN = 4096
 HEAD = 8192  # enough of a file's start to recognise its format
 
 
@@ -50,7 +49,8 @@ def media_type(head: bytes) -> str:
 class Incoming:
     """One file being received: its scratch copy, hash, size and first bytes.
 
-    ``write`` blocks (run it in a thread); the async ``receive`` takes a stream.
+    ``write`` and ``copy_from`` block (run them in a thread); the async ``receive``
+    takes a stream.
     """
 
     def __init__(self, path: Path, *, max_bytes: int) -> None:
@@ -59,136 +59,195 @@ class Incoming:
         self.size = 0
         self.head = b""
         self._hasher = new_hasher()
-        # Unbuffered: blocks go straight to the kernel, with no copy on the way; readable
-        # too, for what the kernel copied in to be hashed where it landed.
-        self._file = path.open("w+b", buffering=0)
+        self._scratch = _ScratchFile(path)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1-store")
-        self._writing: Future[None] | None = None  # the block still being written
-        self._unsynced = 0
+        self._writing: deque[tuple[Future[None], _Block]] = deque()
+        self._spare: list[_Block] = []
+        self._blocks = 1
+        self._block = _Block()
 
     @property
     def content_hash(self) -> str:
-        """SHA3-256 of everything written so far."""
-        return self._hasher.hexdigest()
+        """SHA3-256 of everything written so far (the block being filled included)."""
+        hasher = self._hasher.copy()
+        hasher.update(self._block.data())
+        return hasher.hexdigest()
 
-    def write(self, block: bytes | bytearray) -> None:
-        """Add ``block``: :class:`TooLarge` past ``max_bytes`` (nothing more is written)."""
-        self._grow(len(block))
-        if len(self.head) < HEAD:
-            self.head += block[: HEAD - len(self.head)]
-        # Both release the GIL for large blocks: this block is hashed while it is
-        # written, and while the one before it may still be.
-        writing = self._writer.submit(self._write_through, block)
-        self._hasher.update(block)
-        self._settle()
-        self._writing = writing
-
-    def _grow(self, added: int) -> None:
-        self.size += added
-        if self.size > self.max_bytes:
-            raise TooLarge(f"the item is larger than the limit of {self.max_bytes} bytes")
-
-    def _settle(self) -> None:
-        """Wait for the block being written (raising what the write raised)."""
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            writing.result()
-
-    def _write_through(self, block: bytes | bytearray) -> None:
-        view = memoryview(block)
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Add ``data``: :class:`TooLarge` past ``max_bytes`` (nothing more is written)."""
+        view = memoryview(data)
         while view:
-            view = view[self._file.write(view) :]
-        self._unsynced += len(block)
-        if self._unsynced >= SYNC_EVERY:  # let the disk take this now
-            os.fdatasync(self._file.fileno())
-            self._unsynced = 0
+            taken = self._block.fill(view)
+            self._took(self._block.last(taken))
+            view = view[taken:]
 
-    def copy_from(self, source: BinaryIO) -> None:
-        """Write everything ``source`` holds: copied by the kernel where it can (within
-        one file system), else read a block at a time."""
-        try:
-            self._copy_in_kernel(source.fileno())
-        except OSError as error:
-            if self.size or error.errno not in _NO_KERNEL_COPY:
-                raise
-            self._file.truncate(0)  # whatever the kernel copied before giving up
-            self._copy_through(source)
-
-    def _copy_in_kernel(self, source: int) -> None:
-        """The kernel copies a chunk while this thread hashes the one before as it landed
-        in the scratch file (mapped, not read): what is hashed is what is stored, even
-        if ``source`` changes meanwhile, and no byte is copied through this process."""
-        target = self._file.fileno()
-
-        def copy(offset: int) -> int:
-            copied = 0
-            while copied < COPY_CHUNK:
-                at = offset + copied
-                if not (got := os.copy_file_range(source, target, COPY_CHUNK - copied, at, at)):
-                    break
-                copied += got
-            if copied:
-                os.fdatasync(target)
-            return copied
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1-copy") as copier:
-            ahead = copier.submit(copy, 0)
-            while copied := ahead.result():
-                offset = self.size
-                ahead = copier.submit(copy, offset + copied)
-                self._hash_landed(offset, copied)
-                self._grow(copied)
-
-    def _hash_landed(self, offset: int, length: int) -> None:
-        flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
-        mapped = mmap.mmap(self._file.fileno(), length, flags, mmap.PROT_READ, offset=offset)
-        with mapped, memoryview(mapped) as view:
-            if len(self.head) < HEAD:
-                self.head += view[: HEAD - len(self.head)].tobytes()
-            for start in range(0, length, BLOCK):
-                self._hasher.update(view[start : start + BLOCK])
-
-    def _copy_through(self, source: BinaryIO) -> None:
-        """Read each block while the one before is hashed and written."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1-read") as reader:
-            ahead = reader.submit(source.read, BLOCK)
-            while block := ahead.result():
-                ahead = reader.submit(source.read, BLOCK)
-                self.write(block)
+    def copy_from(self, source: io.RawIOBase) -> None:
+        """Write everything ``source`` holds, read straight into the blocks."""
+        while got := source.readinto(self._block.room()):
+            self._block.filled += got
+            self._took(self._block.last(got))
 
     async def receive(self, chunks: AsyncIterable[bytes]) -> None:
-        """Write a stream of chunks, a block at a time in a thread, while the next block
+        """Write a stream of chunks, a block's worth at a time in a thread while the next
         arrives; :class:`TooLarge` as soon as the stream passes ``max_bytes``."""
         pending: asyncio.Future[None] | None = None
-        buffer = bytearray()
+        batch: list[bytes] = []  # kept as they came: joining them would copy them again
+        batched = 0
         try:
             async for chunk in chunks:
-                if self.size + len(buffer) + len(chunk) > self.max_bytes:
+                batched += len(chunk)
+                if self.size + batched > self.max_bytes:
                     raise TooLarge(f"the item is larger than the limit of {self.max_bytes} bytes")
-                buffer += chunk
-                if len(buffer) >= BLOCK:
+                batch.append(chunk)
+                if batched >= BLOCK:
                     if pending is not None:
                         await pending
-                    # Handed over whole (no copy); the next block starts a new buffer.
-                    pending = asyncio.ensure_future(asyncio.to_thread(self.write, buffer))
-                    buffer = bytearray()
+                    pending = asyncio.ensure_future(asyncio.to_thread(self._write_all, batch))
+                    batch, batched = [], 0
             if pending is not None:
                 await pending
                 pending = None
-            if buffer:
-                await asyncio.to_thread(self.write, buffer)
+            if batch:
+                await asyncio.to_thread(self._write_all, batch)
         finally:
             if pending is not None:  # failed part-way: let the thread finish with the file
                 await asyncio.wait([pending])
 
     def finish(self) -> None:
-        """Make what was written durable (one fsync) and close the file."""
+        """Write what is left, make it all durable (one fsync) and close the file."""
+        if self._block.filled:
+            self._send()
         self._settle()
-        os.fsync(self._file.fileno())
+        self._scratch.sync()
         self.close()
 
     def close(self) -> None:
         """Close the file (it stays where it is)."""
         self._writer.shutdown(wait=True)
-        self._writing = None
-        self._file.close()
+        self._writing.clear()
+        self._scratch.close()
+
+    def _write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _took(self, data: memoryview) -> None:
+        """Account for ``data``, just added to the block; send the block once full."""
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise TooLarge(f"the item is larger than the limit of {self.max_bytes} bytes")
+        if len(self.head) < HEAD:
+            self.head += data[: HEAD - len(self.head)].tobytes()
+        if self._block.full:
+            self._send()
+            self._block = self._next_block()
+
+    def _send(self) -> None:
+        """Write the current block in the writer thread while this one hashes it (both
+        let go of the GIL): what is hashed is what is written."""
+        block = self._block
+        self._writing.append((self._writer.submit(self._scratch.append, block.data()), block))
+        self._hasher.update(block.data())
+
+    def _next_block(self) -> _Block:
+        if self._spare:
+            return self._spare.pop()
+        if self._blocks < BLOCKS:
+            self._blocks += 1
+            return _Block()
+        return self._written()
+
+    def _settle(self) -> None:
+        """Wait for every block being written (raising what a write raised)."""
+        while self._writing:
+            self._spare.append(self._written())
+
+    def _written(self) -> _Block:
+        """The oldest block being written, once it is (raising what the write raised)."""
+        writing, block = self._writing.popleft()
+        writing.result()
+        block.filled = 0
+        return block
+
+
+class _Block:
+    """A page-aligned buffer of :data:`BLOCK` bytes, filled from the start."""
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, BLOCK)
+        self._view = memoryview(self._memory)
+        self.filled = 0
+
+    @property
+    def full(self) -> bool:
+        return self.filled == BLOCK
+
+    def room(self) -> memoryview:
+        """The part not filled yet."""
+        return self._view[self.filled :]
+
+    def fill(self, data: memoryview) -> int:
+        """Copy in as much of ``data`` as fits; how much that was."""
+        taken = min(len(data), BLOCK - self.filled)
+        self._view[self.filled : self.filled + taken] = data[:taken]
+        self.filled += taken
+        return taken
+
+    def last(self, count: int) -> memoryview:
+        """The ``count`` bytes filled last."""
+        return self._view[self.filled - count : self.filled]
+
+    def data(self) -> memoryview:
+        """What the block holds."""
+        return self._view[: self.filled]
+
+
+class _ScratchFile:
+    """The scratch file, written block after block: directly where the file system
+    allows (whole multiples of :data:`ALIGN`), the rest through the page cache."""
+
+    def __init__(self, path: Path) -> None:
+        self._cached = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        self._direct: int | None
+        try:
+            self._direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: no direct writes on this file system
+                raise
+            self._direct = None
+        self._offset = 0
+        self._closed = False
+
+    def append(self, data: memoryview) -> None:
+        """Write ``data`` at the end. Blocking: the writer thread calls it."""
+        start = self._offset
+        if self._direct is not None:
+            try:
+                self._write_all(self._direct, data[: len(data) - len(data) % ALIGN])
+            except OSError as error:
+                if error.errno != errno.EINVAL:
+                    raise
+                self._stop_direct()  # refused after all: some file systems decide per write
+        self._write_all(self._cached, data[self._offset - start :])
+
+    def sync(self) -> None:
+        """Make the file durable: its data, wherever it went, and its size."""
+        os.fsync(self._cached)
+
+    def close(self) -> None:
+        """Close both descriptors (once: closing again does nothing)."""
+        self._stop_direct()
+        if not self._closed:
+            self._closed = True
+            os.close(self._cached)
+
+    def _write_all(self, fd: int, data: memoryview) -> None:
+        while data:
+            written = os.pwrite(fd, data, self._offset)
+            self._offset += written
+            data = data[written:]
+
+    def _stop_direct(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None

@@ -24,12 +24,12 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def token_guard(tokens: Sequence[str]) -> Guard:
-    """A guard that requires one of ``tokens`` on mutating requests (none: open)."""
+    """A guard that requires one of ``tokens`` on mutating requests."""
     secrets = [token.encode() for token in tokens]
 
     # Async, so that Litestar calls it in the event loop rather than a thread.
     async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-        if not secrets or connection.scope.get("method") in _READS:
+        if connection.scope.get("method") in _READS:
             return
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:

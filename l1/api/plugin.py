@@ -110,7 +110,8 @@ class L1Plugin(InitPluginProtocol):
         )
         app_config.template_config = templates()
         app_config.middleware.append(http_metrics().middleware)
-        app_config.guards.append(token_guard(self._settings.api_tokens))
+        if self._settings.api_tokens:  # a guard costs every request a copy of its handler
+            app_config.guards.append(token_guard(self._settings.api_tokens))
         for name in Services.__dataclass_fields__:
             app_config.dependencies[name] = Provide(self._provider(name), sync_to_thread=False)
         app_config.exception_handlers.update(exception_handlers())

@@ -162,7 +162,7 @@ def test_blocks_written_one_by_one_hash_to_what_they_hold(tmp_path: Path) -> Non
     blocks = [os.urandom(size) for size in (10, BLOCK, BLOCK + 1, 3 * BLOCK, 7)]
     incoming = Incoming(tmp_path / "scratch", max_bytes=1 << 30)
     for block in blocks:
-        incoming.write(bytearray(block))
+        incoming.write(block)
     incoming.finish()
     data = b"".join(blocks)
     assert incoming.content_hash == sha3_hex(data)

@@ -35,6 +35,16 @@ def odd_sized(path: Path) -> bytes:
     return data
 
 
+def assert_copied_in_whole(tmp_path: Path) -> None:
+    data = odd_sized(tmp_path / "source")
+    incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
+    with (tmp_path / "source").open("rb", buffering=0) as source:
+        incoming.copy_from(source)
+    incoming.finish()
+    assert incoming.content_hash == sha3_hex(data)
+    assert (tmp_path / "scratch").read_bytes() == data
+
+
 def direct_writes_work(directory: Path) -> bool:
     try:
         os.close(os.open(directory / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
@@ -96,13 +106,7 @@ def test_without_direct_writes_the_page_cache_takes_every_block(
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(incoming_module.os, "open", no_direct)
-    data = odd_sized(tmp_path / "source")
-    incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
-    with (tmp_path / "source").open("rb", buffering=0) as source:
-        incoming.copy_from(source)
-    incoming.finish()
-    assert incoming.content_hash == sha3_hex(data)
-    assert (tmp_path / "scratch").read_bytes() == data
+    assert_copied_in_whole(tmp_path)
 
 
 def test_a_direct_write_refused_part_way_goes_through_the_page_cache(
@@ -122,14 +126,8 @@ def test_a_direct_write_refused_part_way_goes_through_the_page_cache(
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(incoming_module.os, "pwrite", refuse_second)
-    data = odd_sized(tmp_path / "source")
-    incoming = Incoming(tmp_path / "scratch", max_bytes=len(data))
-    with (tmp_path / "source").open("rb", buffering=0) as source:
-        incoming.copy_from(source)
-    incoming.finish()
+    assert_copied_in_whole(tmp_path)
     assert direct_writes == [0, BLOCK]
-    assert incoming.content_hash == sha3_hex(data)
-    assert (tmp_path / "scratch").read_bytes() == data
 
 
 async def test_a_stream_is_taken_in_whole(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from l1.runs.projections import merge_dispatched
 from l1.schemas import InputRef, NamedHash, RenderRequest, Run, StepState
 
 if TYPE_CHECKING:
+    from nats.js.api import PubAck
+
     from l1.cache.index import CacheIndex
     from l1.cache.items import Items
     from l1.events.publisher import Publisher
@@ -101,13 +103,17 @@ class Scheduler:
 
     async def send(self, requests: list[RenderRequest], *, copy: str = "first") -> None:
         """Publish ``requests``; each is de-duplicated by run, generation, step and copy."""
-        await asyncio.gather(*(self._publisher.render_request(r, copy=copy) for r in requests))
+        await asyncio.gather(*self._sends(requests, copy=copy))
 
     async def announce(self, run: Run, requests: list[RenderRequest]) -> None:
         """Publish a newly accepted run's ``submitted`` event and its first steps."""
-        # Independent publishes: the projector tolerates either order.
-        sends = (self._publisher.render_request(r) for r in requests)
-        await asyncio.gather(self._publisher.event(RunSubmitted.of(run)), *sends)
+        # Independent publishes, in one gather: the projector tolerates either order.
+        await asyncio.gather(self._publisher.event(RunSubmitted.of(run)), *self._sends(requests))
+
+    def _sends(
+        self, requests: list[RenderRequest], *, copy: str = "first"
+    ) -> list[Awaitable[PubAck]]:
+        return [self._publisher.render_request(r, copy=copy) for r in requests]
 
     def announce_later(self, run: Run, requests: list[RenderRequest]) -> None:
         """Keep trying :meth:`announce` in the background (for a run that is recorded

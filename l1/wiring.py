@@ -14,16 +14,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import hiredis
 import nats
 from prometheus_client import CollectorRegistry
-from redis.asyncio import BlockingConnectionPool, Connection, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.typing import EncodableT
 
 from l1.cache.blobs import BlobTier
 from l1.cache.index import CacheIndex
@@ -42,6 +40,7 @@ from l1.events.subscribers import Subscriber, Subscribers
 from l1.events.transient import patiently
 from l1.liveness import keep_fresh
 from l1.metrics_server import serving_metrics
+from l1.redis_link import PROTOCOL, MultiplexedRedis
 from l1.runs.projector import RunProjector
 from l1.runs.reconciler import Reconciler
 from l1.runs.scheduler import Scheduler
@@ -90,34 +89,26 @@ async def connect_nats(url: str, *, name: str) -> NATS:
     )
 
 
-class _HiredisConnection(Connection):
-    """A connection whose commands hiredis packs (in C): the scripts on the run path take
-    dozens of arguments, which redis-py's asyncio client packs in Python."""
+def connect_redis(url: str, *, reply_timeout: float = 5.0) -> Redis:
+    """A Redis client whose commands share one pipelined connection
+    (:class:`~l1.redis_link.MultiplexedRedis`), retried briefly on connection errors.
 
-    def pack_command(self, *args: EncodableT) -> list[bytes]:
-        if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT EXISTS" and the like
-            args = (*args[0].split(), *args[1:])
-        return [hiredis.pack_command(args)]  # type: ignore[arg-type]
-
-
-def connect_redis(url: str) -> Redis:
-    """A Redis client that retries briefly on connection errors.
-
-    The pool blocks (up to 10 s) for a free connection under load instead of failing,
-    which would read as "Redis is down".
+    Publish and subscribe take connections from a pool that blocks (up to 10 s) for a
+    free one under load instead of failing, which would read as "Redis is down".
     """
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
     pool = BlockingConnectionPool.from_url(
         url,
-        connection_class=_HiredisConnection,
+        protocol=PROTOCOL,
         max_connections=128,
         timeout=10,
         socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_timeout=reply_timeout,
         health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry=retry,
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return Redis.from_pool(pool)
+    return MultiplexedRedis(url, retry=retry, timeout=reply_timeout, connect_timeout=2, pool=pool)
 
 
 @dataclass(frozen=True, kw_only=True)

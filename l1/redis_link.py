@@ -97,6 +97,9 @@ class _Link(asyncio.Protocol):
         self._reader.feed(data)
         pending = self._pending
         while (reply := self._reader.gets()) is not False:
+            if not pending:  # a reply nobody asked for: the two sides disagree
+                self._abort(InvalidResponse("unexpected reply from Redis"))
+                return
             request = pending[0]
             request.replies.append(reply)
             if len(request.replies) == request.wanted:
@@ -129,12 +132,15 @@ class _Link(asyncio.Protocol):
         if not self._pending:
             return
         if self._pending[0].deadline <= self._loop.time():
-            transport = self._transport
-            self._fail(RedisTimeoutError(f"no reply from Redis in {self._timeout} s"))
-            if transport is not None:
-                transport.abort()
+            self._abort(RedisTimeoutError(f"no reply from Redis in {self._timeout} s"))
             return
         self._timer = self._loop.call_at(self._pending[0].deadline, self._expire)
+
+    def _abort(self, error: Exception) -> None:
+        transport = self._transport
+        self._fail(error)
+        if transport is not None:
+            transport.abort()
 
     def _fail(self, error: Exception) -> None:
         self._transport = None
@@ -196,17 +202,11 @@ class MultiplexedRedis(Redis):
                 return await link.send(packed, wanted)
             except (ConnectionError, RedisTimeoutError):
                 pass
-        return await self._retry.call_with_retry(
-            lambda: self._send(packed, wanted), self._on_failure
-        )
+        return await self._retry.call_with_retry(lambda: self._send(packed, wanted), _closed)
 
     async def _send(self, packed: bytes, wanted: int) -> list[Any]:
         link = await self._connected()
         return await link.send(packed, wanted)
-
-    async def _on_failure(self, error: Exception) -> None:
-        if self._link is not None:
-            self._link.close()
 
     async def _connected(self) -> _Link:
         async with self._connecting:
@@ -311,6 +311,10 @@ class _Pipeline(Pipeline):
         return await self._client._pipelined(
             stack, transaction=self.is_transaction, raise_on_error=raise_on_error
         )
+
+
+async def _closed(error: Exception) -> None:
+    """Nothing to clean up after a failure: a link that failed has closed itself."""
 
 
 def _annotate(error: Exception, number: int, args: Command) -> None:

@@ -217,7 +217,7 @@ async def subscribe(
     scheduler = backbone.scheduler()
     projector = RunProjector(runs=RunStore(redis), items=backbone.items, scheduler=scheduler)
     subscribers = Subscribers(
-        backbone.js,
+        backbone.nc,
         [
             Subscriber(RUN_PROJECTOR, RUN_DECODER, projector.handle),
             Subscriber(CACHE_PROJECTOR, CACHE_DECODER, CacheProjector(CacheIndex(redis)).handle),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
 
+from l1 import keys
 from l1.events.publisher import Publisher
 from l1.events.schemas import (
     Event,
@@ -177,3 +180,28 @@ async def test_late_cancel_of_an_older_generation_does_not_stop_the_retry(
     marker.unlink()
     run = await l1.finished_run(run_id, timeout=8)
     assert (run["status"], run["generation"]) == ("completed", 1), run
+
+
+async def test_the_api_hears_of_finished_runs_only_while_a_request_waits(
+    l1: Harness, servers: Servers
+) -> None:
+    assert servers.redis_url
+    redis = Redis.from_url(servers.redis_url)
+
+    def listening(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            [(_, subscribed)] = await redis.pubsub_numsub(keys.RUNS_FINISHED_CHANNEL)
+            return bool(subscribed == count)
+
+        return check
+
+    try:
+        assert await listening(0)()
+        run_id = (await submit(l1.http, "slow", [await upload(l1.http, os.urandom(16))]))["run_id"]
+        waiting = asyncio.create_task(l1.http.get(f"/runs/{run_id}", params={"wait": 30}))
+        await wait_for(listening(1))
+        response = await waiting
+        assert response.json()["status"] == "completed", response.text
+        await wait_for(listening(0))
+    finally:
+        await redis.aclose()

@@ -25,8 +25,8 @@ from l1.events.consumer import batches
 from l1.events.streams import EVENTS_STREAM
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
-    from nats.js import JetStreamContext
 
     from l1.events.metrics import SubscriberMetrics
 
@@ -54,12 +54,12 @@ class Subscribers:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: NATS,
         subscribers: list[Subscriber],
         *,
         metrics: SubscriberMetrics | None = None,
     ) -> None:
-        self._js = js
+        self._nc = nc
         self._subscribers = subscribers
         self._metrics = metrics
 
@@ -74,7 +74,7 @@ class Subscribers:
             return BATCH
 
         pulled = batches(
-            self._js, stream=EVENTS_STREAM, durable=subscriber.durable, stop=stop, room=room
+            self._nc, stream=EVENTS_STREAM, durable=subscriber.durable, stop=stop, room=room
         )
         async with aclosing(pulled) as messages:
             async for batch in messages:

@@ -129,7 +129,7 @@ class WorkerService:
         """Render until ``stop`` is set, then finish or hand back what is held."""
         await self._cancellations.start()
         pulled = batches(
-            self._js, stream=RENDER_STREAM, durable=WORKERS, stop=stop, room=self._room
+            self._nc, stream=RENDER_STREAM, durable=WORKERS, stop=stop, room=self._room
         )
         try:
             async with aclosing(pulled) as messages:

@@ -1,11 +1,11 @@
 """One connection to Redis that carries every command of a process, pipelined.
 
 redis-py's asyncio client takes a connection from its pool for each command, sends the
-command and waits on the reply before the connection goes back: about 70 µs of Python
-per command on a 2-core machine, and the run path makes several per run. Here every
-command is packed by hiredis and written at once on one shared connection, and the
-replies, which Redis sends in the order it was asked, are read by hiredis and handed back
-in that order: about 8 µs a command, and concurrent commands share the system calls.
+command and waits on the reply before the connection goes back: about 70 µs of CPU per
+command on a 2-core machine, and the run path makes several per run. Here every command
+is packed by hiredis and queued on one shared connection, the commands of one turn of
+the event loop written in one system call, and the replies, which Redis sends in the
+order it was asked, are read by hiredis and handed back in that order: about 12 µs.
 
 :class:`MultiplexedRedis` is redis-py's ``Redis`` with its commands, scripts and
 pipelines sent this way, so callers keep redis-py's vocabulary and replies. Publish and
@@ -82,6 +82,7 @@ class _Link(asyncio.Protocol):
             protocolError=InvalidResponse, replyError=BaseParser.parse_error
         )
         self._pending: deque[_Request] = deque()
+        self._unsent: list[bytes] = []  # written together once the loop comes round
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -116,10 +117,18 @@ class _Link(asyncio.Protocol):
             raise ConnectionError("connection to Redis closed")
         future = self._loop.create_future()
         self._pending.append(_Request(future, wanted, self._loop.time() + self._timeout))
-        self._transport.write(packed)
+        if not self._unsent:
+            self._loop.call_soon(self._write)
+        self._unsent.append(packed)
         if self._timer is None:
             self._timer = self._loop.call_at(self._pending[0].deadline, self._expire)
         return future
+
+    def _write(self) -> None:
+        # One system call for what every task asked in this turn of the loop.
+        unsent, self._unsent = self._unsent, []
+        if self._transport is not None:
+            self._transport.write(b"".join(unsent))
 
     def close(self) -> None:
         """Close the connection, failing what is still waiting."""

@@ -1,10 +1,15 @@
-"""Serving the API with uvicorn, with deadlines for clients that go quiet.
+"""Serving the API with uvicorn, with deadlines for clients that go quiet and responses
+written whole.
 
 uvicorn waits for a request's headers, and for its body, as long as a client likes;
 one that opens connections and sends nothing (or a byte now and then) would hold them
 for good. Here each request's headers must arrive within :data:`HEADERS_TIMEOUT` of
 the first byte (or of the connection, for the first request), and a body that stops
 for :data:`BODY_IDLE_TIMEOUT` ends the connection.
+
+uvicorn also writes a response's head and its body in two system calls (two TCP
+segments for the client to read); here what one turn of the event loop writes on a
+connection goes out together.
 """
 
 from __future__ import annotations
@@ -30,8 +35,41 @@ __all__ = [
 
 HEADERS_TIMEOUT = 10.0
 BODY_IDLE_TIMEOUT = 30.0
+# Writes up to this size are gathered with the others of the same turn of the loop.
+GATHERED_AT_MOST = 64 * 1024
 # Responses that never end by themselves: the dashboard's live event stream.
 ENDLESS_PATHS = ("/ui/events",)
+
+
+class _GatheredWrites:
+    """A connection's transport whose small writes of one turn of the loop are sent as
+    one; a large one (a download's block) goes at once, as joining would copy it."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._unsent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if len(data) >= GATHERED_AT_MOST:
+            self._flush()
+            self._transport.write(data)
+            return
+        if not self._unsent:
+            self._loop.call_soon(self._flush)
+        self._unsent.append(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def _flush(self) -> None:
+        if self._unsent and not self._transport.is_closing():
+            self._transport.write(b"".join(self._unsent))
+        self._unsent.clear()
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -45,7 +83,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        gathered = _GatheredWrites(transport, self.loop)
+        super().connection_made(gathered)  # type: ignore[arg-type]
         self._arm(self.headers_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -197,7 +197,7 @@ class L1Plugin(InitPluginProtocol):
         run_service = RunService(
             runs=runs,
             items=items,
-            planner=Planner(effects=effects, recipes=recipes, assets=assets, items=items),
+            planner=Planner(effects=effects, recipes=recipes, assets=assets),
             scheduler=scheduler,
             publisher=publisher,
             waiter=waiter,

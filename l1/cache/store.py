@@ -123,15 +123,19 @@ class ContentStore:
         """The path of a stored object, or :class:`NotFound`: also when the file is no
         longer what it was when stored (its seal is broken), in which case it is removed
         so that it is never served or rendered from."""
+        return self._sealed(content_hash)[0]
+
+    def _sealed(self, content_hash: str) -> tuple[Path, os.stat_result]:
+        """The object's path and its ``stat``, checked against its seal."""
         path = self.path_for(content_hash)
         try:
-            intact = _intact(path)
+            stat = _intact(path)
         except FileNotFoundError:
             raise NotFound(f"{content_hash} is not in the cache") from None
-        if not intact:
+        if stat is None:
             self._set_aside(path, "changed on disk since it was stored")
             raise NotFound(f"{content_hash} was damaged on this host's disk")
-        return path
+        return path, stat
 
     def verify(self, content_hash: str) -> bool:
         """Read the object through and check that it still hashes to its name (what a
@@ -160,10 +164,10 @@ class ContentStore:
 
     def describe(self, content_hash: str) -> StoredItem:
         """Size and media type of a stored object."""
-        path = self.open_path(content_hash)
+        path, stat = self._sealed(content_hash)
         return StoredItem(
             content_hash=content_hash,
-            size=path.stat().st_size,
+            size=stat.st_size,
             content_type=_recorded_media_type(path),
         )
 
@@ -236,7 +240,7 @@ class ContentStore:
     def _present(final: Path) -> bool:
         """True when ``final`` holds an intact copy (a damaged one is written over)."""
         try:
-            return _intact(final)
+            return _intact(final) is not None
         except FileNotFoundError:
             return False
 
@@ -298,18 +302,20 @@ def _recorded_media_type(path: Path) -> str:
         return detect_content_type(path)
 
 
-def _intact(path: Path) -> bool:
-    """True unless ``path`` changed since it was sealed (FileNotFoundError if absent).
-    A file without a seal (older, or on a file system without extended attributes)
-    is taken as intact."""
+def _intact(path: Path) -> os.stat_result | None:
+    """``path``'s stat, or None if it changed since it was sealed (FileNotFoundError if
+    absent). A file without a seal (older, or on a file system without extended
+    attributes) is taken as intact."""
     try:
         seal = os.getxattr(path, SEAL)
     except OSError as error:
         if error.errno == errno.ENOENT:
             raise FileNotFoundError(path) from None
-        return error.errno in (errno.ENODATA, errno.ENOTSUP)
+        if error.errno in (errno.ENODATA, errno.ENOTSUP):
+            return path.stat()
+        return None
     stat = path.stat()
-    return seal == f"{stat.st_size}:{stat.st_mtime_ns}".encode()
+    return stat if seal == f"{stat.st_size}:{stat.st_mtime_ns}".encode() else None
 
 
 def _locked(lock: Path) -> bool:

@@ -15,7 +15,6 @@ from l1.schemas import InputRef, RunSubmission, StepState
 
 if TYPE_CHECKING:
     from l1.assets import Asset
-    from l1.cache.items import Items
     from l1.effects import EffectRegistry
     from l1.runs.recipe_store import RecipeStore
 
@@ -37,7 +36,11 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Planner:
-    """Resolves recipes, inputs and params against effects, recipes, assets and cache."""
+    """Resolves recipes, inputs and params against effects, recipes and assets.
+
+    Whether the cache holds the inputs is not looked at here: the run service looks once
+    it holds them, which is the look that counts (a deletion may come in between).
+    """
 
     def __init__(
         self,
@@ -45,17 +48,15 @@ class Planner:
         effects: EffectRegistry,
         recipes: RecipeStore,
         assets: dict[str, Asset],
-        items: Items,
     ) -> None:
         self._effects = effects
         self._recipes = recipes
         self._assets = assets
-        self._items = items
 
     async def plan(self, submission: RunSubmission) -> Plan:
         """The plan for ``submission``; 4xx errors name what is wrong."""
         recipe, recipe_hash = await self._recipe(submission.recipe)
-        named = await self._bind(recipe, submission.inputs)
+        named = self._bind(recipe, submission.inputs)
         hashes = {name: ref.content_hash for name, ref in named.items()}
         bare = submission.recipe in self._effects
         overrides = self._overrides(recipe, submission.params, bare=bare)
@@ -101,7 +102,7 @@ class Planner:
             )
         return stored.recipe, stored.content_hash
 
-    async def _bind(self, recipe: Recipe, given: list[str] | dict[str, str]) -> dict[str, InputRef]:
+    def _bind(self, recipe: Recipe, given: list[str] | dict[str, str]) -> dict[str, InputRef]:
         names = [i.name for i in recipe.inputs]
         if isinstance(given, list):
             if len(given) != len(names):
@@ -120,14 +121,12 @@ class Planner:
                     + (f"; missing: {', '.join(missing)}" if missing else "")
                 )
             pairs = given
-        return {name: await self._resolve(value) for name, value in pairs.items()}
+        return {name: self._resolve(value) for name, value in pairs.items()}
 
-    async def _resolve(self, value: str) -> InputRef:
+    def _resolve(self, value: str) -> InputRef:
         if (asset := self._assets.get(value)) is not None:
             return InputRef(name=value, content_hash=asset.content_hash)
         if is_content_hash(value):
-            if not await self._items.contains(value):
-                raise Unprocessable(f"input {value} is not in the cache; import or upload it first")
             return InputRef(name=value, content_hash=value)
         if _HEXISH.fullmatch(value):
             raise InvalidInput(

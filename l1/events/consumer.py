@@ -92,8 +92,9 @@ async def batches(
     wait: float = 0.5,
 ) -> AsyncGenerator[list[Msg], None]:
     """Batches of messages from the durable consumer ``durable`` of ``stream`` until
-    ``stop`` is set; no more is asked for than ``room()`` says can be taken. What came
-    and was not handed on by then is handed back to the server (nak).
+    ``stop`` is set; no more is asked for than ``room()`` says can be taken (it waits
+    until that is at least one). What came and was not handed on by then is handed back
+    to the server (nak).
 
     Use it under :func:`contextlib.aclosing`, so that the subscription ends with the loop.
     """

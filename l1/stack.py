@@ -84,13 +84,21 @@ class ServerProcess:
     """
 
     def __init__(
-        self, name: str, argv: list[str], *, port: int, log_path: Path, tied: bool = False
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        port: int,
+        log_path: Path,
+        tied: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
         self.port = port
         self.log_path = log_path
         self.tied = tied
+        self.env = env or {}  # on top of this process's environment
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +123,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=die_with_parent() if self.tied else None,
+                env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
@@ -202,7 +211,19 @@ def nats_server(
         routes = ",".join(f"nats://127.0.0.1:{peer}" for peer in peers)
         argv += ["--cluster_name", "l1", "--cluster", f"nats://127.0.0.1:{route_port}"]
         argv += ["--routes", routes]
-    return ServerProcess("nats-server", argv, port=port, log_path=log_path, tied=tied)
+    return ServerProcess(
+        "nats-server", argv, port=port, log_path=log_path, tied=tied, env=_go_processors()
+    )
+
+
+def _go_processors() -> dict[str, str]:
+    """At most half the cores for the Go runtime of an embedded server (unless
+    ``GOMAXPROCS`` says otherwise): it shares them with L1's own processes, and with as
+    many as there are cores, its scheduler spins looking for work they need. On two
+    cores nats-server used a quarter less CPU per run so."""
+    if "GOMAXPROCS" in os.environ:
+        return {}
+    return {"GOMAXPROCS": str(max(1, (os.cpu_count() or 2) // 2))}
 
 
 def _redis_binary() -> str:

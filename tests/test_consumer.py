@@ -22,12 +22,11 @@ from tests.processes import OwnServers
 STREAM, DURABLE = "TEST_PULLS", "reader"
 
 
-async def declare(nc: NATS, *, ack_wait: float = 30.0) -> None:
+async def declare(nc: NATS) -> None:
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name=STREAM, subjects=["pulls.>"]))
     await js.add_consumer(
-        STREAM,
-        ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait),
+        STREAM, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT, ack_wait=30)
     )
 
 
@@ -50,9 +49,7 @@ async def nc(servers: Servers) -> AsyncIterator[NATS]:
     await connection.close()
 
 
-async def read(
-    nc: NATS, stop: asyncio.Event, room: int, until: int, *, ack: bool = True
-) -> list[list[Msg]]:
+async def read(nc: NATS, stop: asyncio.Event, room: int, until: int) -> list[list[Msg]]:
     """Batches read with ``room`` places free, until ``until`` messages came."""
     seen: list[list[Msg]] = []
 
@@ -64,9 +61,8 @@ async def read(
     ) as pulled:
         async for batch in pulled:
             seen.append(batch)
-            if ack:
-                for msg in batch:
-                    await msg.ack()
+            for msg in batch:
+                await msg.ack_sync()  # confirmed, so that the consumer's counts show it
             if sum(map(len, seen)) >= until:
                 break
     return seen

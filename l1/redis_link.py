@@ -237,7 +237,8 @@ class MultiplexedRedis(Redis):
                     await loop.create_connection(lambda: link, host, port, ssl=secure)
         except (OSError, TimeoutError) as error:
             raise ConnectionError(f"cannot connect to Redis: {error}") from error
-        for reply in await link.send(_pack(self._greeting()), len(self._greeting())):
+        greeting = self._greeting()
+        for reply in await link.send(_pack(greeting), len(greeting)):
             if isinstance(reply, ResponseError):
                 link.close()
                 raise reply

@@ -4,7 +4,7 @@ errors, cancellations, a silent server and a restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -116,7 +116,7 @@ async def test_a_silent_server_times_out_and_the_link_is_made_again(servers: Ser
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+def own_redis(tmp_path: Path) -> Iterator[ServerProcess]:
     server = redis_server(port=free_port(), data_dir=tmp_path / "redis", log_path=tmp_path / "log")
     server.start()
     try:

@@ -61,6 +61,7 @@ bench: $(VENV)/.bench-extras
 	@if command -v ffmpeg >/dev/null; then $(BIN)/python -m bench.render_vs_ffmpeg; \
 	else echo "bench.render_vs_ffmpeg skipped: no ffmpeg on the PATH (apt-get install ffmpeg)"; fi
 	$(BIN)/python -m bench.recipe_cache
+	$(BIN)/python -m bench.feed_churn
 
 ## Style and types.
 lint: $(VENV)/.test-extras

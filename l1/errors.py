@@ -6,12 +6,14 @@ __all__ = [
     "Conflict",
     "DependencyDown",
     "Forbidden",
+    "InsufficientStorage",
     "InvalidInput",
     "L1Error",
     "NotFound",
     "TooLarge",
     "Unauthorized",
     "Unprocessable",
+    "UnsupportedMediaType",
     "UpstreamError",
 ]
 
@@ -46,6 +48,14 @@ class TooLarge(L1Error):
 
 class Unprocessable(L1Error):
     """The request is well formed but cannot be acted on (unknown recipe, missing input)."""
+
+
+class InsufficientStorage(L1Error):
+    """The disk (or a quota) has no room for what is being stored; nothing was kept."""
+
+
+class UnsupportedMediaType(L1Error):
+    """The body is declared as a type the endpoint does not read."""
 
 
 class DependencyDown(L1Error):

@@ -6,6 +6,7 @@ __all__ = [
     "ACTIVITIES",
     "CACHE_HASHES",
     "CACHE_ITEMS",
+    "CACHE_LOST",
     "PUBLISHED",
     "RECIPES",
     "RUNS",
@@ -13,10 +14,12 @@ __all__ = [
     "RUN_IDS",
     "activity",
     "cache_item",
+    "cancel_request",
     "provenance",
     "recipe",
     "references",
     "run",
+    "run_claim",
     "runs_with_status",
     "step",
     "tombstone",
@@ -28,6 +31,8 @@ CACHE_ITEMS = "artdag:cache:items"  # sorted set of content hashes, scored by fi
 # ZRANGEBYLEX (``l1 run 4046dcdb`` as git takes a short commit id).
 RUN_IDS = "artdag:runs:ids"  # every run id (members of RUNS)
 CACHE_HASHES = "artdag:cache:hashes"  # every indexed content hash (members of CACHE_ITEMS)
+# Indexed items whose only copy was found damaged and set aside, until stored again.
+CACHE_LOST = "artdag:cache:lost"
 ACTIVITIES = "artdag:activities"  # sorted set of run ids with a recorded activity
 RUNS_FINISHED_CHANNEL = "artdag:runs:finished"  # pub/sub: a run id each time one finishes
 RECIPES = "artdag:recipes"  # sorted set of recipe names, scored by registration time
@@ -37,6 +42,17 @@ PUBLISHED = "artdag:published"  # set of content hashes L2 published through thi
 def run(run_id: str) -> str:
     """The run record (msgspec JSON of :class:`l1.schemas.Run`)."""
     return f"artdag:run:{run_id}"
+
+
+def run_claim(run_id: str) -> str:
+    """Set while a discard or a publish has the run (``<action> <token>``, expiring):
+    one such action at a time, and no retry meanwhile."""
+    return f"artdag:claim:{run_id}"
+
+
+def cancel_request(run_id: str) -> str:
+    """The generation of the run a cancel was last asked for: one cancel of it answers."""
+    return f"artdag:cancelling:{run_id}"
 
 
 def runs_with_status(status: str) -> str:

@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     l2_publish_timeout: float = 30.0
     l2_cache_seconds: float = 10.0
     api_tokens: tuple[str, ...] = ()
+    # Empty: where the API listens and the public URL's host (l1.api.crosssite).
+    allowed_hosts: tuple[str, ...] = ()
     ack_wait: float = 30.0
     max_deliver: int = 5
     retry_delay: float = 2.0
@@ -49,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stale_after: float = 300.0
     render_timeout: float = 600.0
     render_memory: int = 4 << 30
+    thumbnail_timeout: float = 10.0
+    thumbnail_memory: int = 512 << 20
     max_pixels: int = MAX_PIXELS
     max_frames: int = MAX_FRAMES
     max_seconds: float = MAX_SECONDS
@@ -56,9 +60,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     blob_tier: bool = False
     replicas: int = 1
     cache_max_bytes: int = 0
+    scrub_bytes_per_second: int = 32 << 20
     health_file: Path | None = None
     heartbeat_every: float = 5.0
     metrics_port: int = 0
+    feed_max_clients: int = 64
+    feed_max_per_address: int = 8
 
     @property
     def embedded(self) -> bool:
@@ -99,6 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "l2_publish_timeout": _float(env, "L1_L2_PUBLISH_TIMEOUT", 30.0),
             "l2_cache_seconds": _float(env, "L1_L2_CACHE_SECONDS", 10.0),
             "api_tokens": tuple(t for t in env.get("L1_API_TOKENS", "").split(",") if t),
+            "allowed_hosts": _hosts(env, "L1_ALLOWED_HOSTS"),
             "ack_wait": _float(env, "L1_ACK_WAIT", 30.0),
             "max_deliver": _int(env, "L1_MAX_DELIVER", 5),
             "retry_delay": _float(env, "L1_RETRY_DELAY", 2.0),
@@ -106,15 +114,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "stale_after": _float(env, "L1_STALE_AFTER", 300.0),
             "render_timeout": _float(env, "L1_RENDER_TIMEOUT", 600.0),
             "render_memory": _int(env, "L1_RENDER_MEMORY", 4 << 30),
+            "thumbnail_timeout": _float(env, "L1_THUMBNAIL_TIMEOUT", 10.0),
+            "thumbnail_memory": _int(env, "L1_THUMBNAIL_MEMORY", 512 << 20),
             "max_pixels": _int(env, "L1_MAX_PIXELS", MAX_PIXELS),
             "max_frames": _int(env, "L1_MAX_FRAMES", MAX_FRAMES),
             "max_seconds": _float(env, "L1_MAX_SECONDS", MAX_SECONDS),
             "blob_tier": _bool(env, "L1_BLOB_TIER", False),
             "replicas": _int(env, "L1_REPLICAS", 1),
             "cache_max_bytes": _int(env, "L1_CACHE_MAX_BYTES", 0),
+            "scrub_bytes_per_second": _int(env, "L1_SCRUB_BYTES_PER_SECOND", 32 << 20),
             "health_file": Path(env["L1_HEALTH_FILE"]) if env.get("L1_HEALTH_FILE") else None,
             "heartbeat_every": _float(env, "L1_HEARTBEAT_EVERY", 5.0),
             "metrics_port": _int(env, "L1_METRICS_PORT", 0),
+            "feed_max_clients": _int(env, "L1_FEED_MAX_CLIENTS", 64),
+            "feed_max_per_address": _int(env, "L1_FEED_MAX_PER_ADDRESS", 8),
             "effect_modules": tuple(
                 m.strip() for m in env.get("L1_EFFECT_MODULES", "").split(",") if m.strip()
             ),
@@ -142,6 +155,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be on or off (1/0, true/false, yes/no), not {raw!r}")
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in env.get(name, "").split(",") if h.strip())
+    for host in hosts:
+        if "/" in host or ("*" in host and host != "*"):
+            raise SettingsError(f"{name} takes host names, host:port or *, not {host!r}")
+    return hosts
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -140,11 +140,15 @@ class Backbone:
         except (RedisError, OSError, TimeoutError):
             return False
 
-    def janitor(self) -> Janitor | None:
-        """What keeps this host's local copies in step with the blob tier (with one on)."""
-        if not self.items.shared:
-            return None
-        return Janitor(self.items, self.nc, max_bytes=self.settings.cache_max_bytes)
+    def janitor(self) -> Janitor:
+        """What scrubs this host's store and, with the blob tier on, keeps its local
+        copies in step with the tier."""
+        return Janitor(
+            self.items,
+            self.nc,
+            max_bytes=self.settings.cache_max_bytes,
+            scrub_bytes_per_second=self.settings.scrub_bytes_per_second,
+        )
 
     def scheduler(self) -> Scheduler:
         """A scheduler sending steps through this process's connections."""
@@ -277,7 +281,6 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         with serving_metrics(metrics.registry, host=settings.host, port=settings.metrics_port):
             settle_heap()
             async with asyncio.TaskGroup() as group:
-                if (janitor := backbone.janitor()) is not None:
-                    group.create_task(janitor.run(stop))
+                group.create_task(backbone.janitor().run(stop))
                 group.create_task(heartbeat.run(settled))
                 group.create_task(work())

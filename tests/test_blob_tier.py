@@ -162,7 +162,7 @@ async def test_a_copy_without_the_tier_is_never_served_once_damaged(tmp_path: Pa
     assert (alone.store.root / "damaged" / item.content_hash).exists()
 
 
-async def test_rot_in_place_is_caught_by_a_render_check_and_by_the_sweep(
+async def test_rot_in_place_is_caught_by_a_render_check_and_by_the_scrubber(
     host_a: Items, nc: NATS, tmp_path: Path
 ) -> None:
     data = os.urandom(1 << 20)
@@ -173,9 +173,11 @@ async def test_rot_in_place_is_caught_by_a_render_check_and_by_the_sweep(
     assert (await host_a.local_path(item.content_hash, verify=True)).read_bytes() == data
 
     rot(path, keep_times=True)
-    done = await Janitor(host_a, nc, max_bytes=0).sweep()
-    assert done is not None and "1 damaged set aside" in done
-    assert not host_a.store.exists(item.content_hash)
+    report = await Janitor(host_a, nc, max_bytes=0).scrubber.once()
+    assert report.damaged == [item.content_hash]
+    # Set aside, and fetched again from the tier at once.
+    assert host_a.store.was_damaged(item.content_hash)
+    assert host_a.store.verify(item.content_hash)
     assert (await host_a.local_path(item.content_hash)).read_bytes() == data
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from l1.api.downloads import Unsatisfiable, parse_range
+from l1.api.downloads import Unsatisfiable, etag_matches, parse_range
 from l1.errors import InvalidInput
 from l1.pagination import check_limit, decode_cursor, encode_cursor
 
@@ -52,3 +52,53 @@ def test_ranges_within_the_file(header: str | None, span: tuple[int, int] | None
 def test_ranges_outside_the_file_are_unsatisfiable(header: str) -> None:
     with pytest.raises(Unsatisfiable):
         parse_range(header, 100)
+
+
+HUGE = "9" * 5000  # past the 4,300 digits Python turns into an int
+
+
+@pytest.mark.parametrize(
+    ("header", "span"),
+    [
+        (f"bytes=0-{HUGE}", (0, 99)),  # a last byte past the end is the end
+        (f"bytes=-{HUGE}", (0, 99)),  # a suffix longer than the file is all of it
+        (f"bytes={'0' * 5000}-9", (0, 9)),  # leading zeros are still a position
+        ("bytes=90-99999999999999999999", (90, 99)),
+    ],
+)
+def test_absurdly_long_numbers_in_a_range_mean_past_the_end(
+    header: str, span: tuple[int, int]
+) -> None:
+    assert parse_range(header, 100) == span
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}"])
+def test_a_range_starting_absurdly_far_is_unsatisfiable(header: str) -> None:
+    with pytest.raises(Unsatisfiable):
+        parse_range(header, 100)
+
+
+def test_an_empty_file_has_no_range_to_send() -> None:
+    # A suffix range is satisfiable over an empty file (RFC 9110 14.1.1) but has no byte
+    # to name in a Content-Range: the whole (empty) file is the answer.
+    assert parse_range("bytes=-5", 0) is None
+    for header in ("bytes=0-", "bytes=0-0", "bytes=-0"):
+        with pytest.raises(Unsatisfiable):
+            parse_range(header, 0)
+
+
+@pytest.mark.parametrize(
+    ("header", "matches"),
+    [
+        ('"abc"', True),
+        ('W/"abc"', True),
+        ("*", True),
+        ('"x", W/"abc"', True),
+        ('"x",W/"y" , "abc"', True),
+        ('"x", W/"y"', False),
+        ('"abcd"', False),
+        ('W/"ab"', False),
+    ],
+)
+def test_if_none_match_compares_weakly(header: str, matches: bool) -> None:
+    assert etag_matches(header, "abc") is matches

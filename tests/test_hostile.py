@@ -107,7 +107,7 @@ async def test_bodies_announced_too_large_are_refused_before_a_byte_is_read(
     strict: Harness, path: str
 ) -> None:
     request = (
-        f"POST {path} HTTP/1.1\r\nHost: l1\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {20 << 20}\r\nExpect: 100-continue\r\n\r\n"
     ).encode()
     answer, seconds = await asyncio.to_thread(raw_exchange, strict.settings.port, request)
@@ -165,7 +165,11 @@ async def test_errors_quote_only_a_little_of_what_they_were_sent(l1: Harness) ->
 
 @pytest.mark.parametrize(
     "request_bytes",
-    [b"", b"GET / HTTP/1.1\r\n", b"POST /runs HTTP/1.1\r\nHost: l1\r\nContent-Length: 99\r\n\r\n{"],
+    [
+        b"",
+        b"GET / HTTP/1.1\r\n",
+        b"POST /runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99\r\n\r\n{",
+    ],
 )
 async def test_quiet_clients_are_let_go(strict: Harness, request_bytes: bytes) -> None:
     answer, seconds = await asyncio.to_thread(

@@ -89,6 +89,13 @@ async def page(browser: Any, l1: Harness) -> AsyncIterator[Any]:
     await context.close()
 
 
+async def holds(page: Any, expression: str) -> None:
+    """Wait until ``expression`` is true in the page. Each check is a plain evaluation:
+    Playwright's ``wait_for_function`` compiles its predicate with ``eval``, which the
+    dashboard's Content-Security-Policy forbids."""
+    await wait_for(lambda: page.evaluate(expression), timeout=SHOWN_WITHIN / 1000)
+
+
 async def shoot(page: Any, name: str) -> None:
     """Keep a screenshot of the page at laptop and at phone width."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -119,9 +126,7 @@ async def test_a_render_from_the_effects_page_goes_from_queued_to_completed_live
     assert await page.evaluate("window.loadedOnce === true"), "the page reloaded"
     image = page.locator("#output-image")
     await image.wait_for(timeout=SHOWN_WITHIN)
-    await page.wait_for_function(
-        "document.getElementById('output-image').naturalWidth > 0", timeout=SHOWN_WITHIN
-    )
+    await holds(page, "document.getElementById('output-image').naturalWidth > 0")
     run_id = page.url.rsplit("/", 1)[1]
     run = (await l1.http.get(f"/runs/{run_id}")).json()
     assert run["status"] == "completed"
@@ -148,9 +153,7 @@ async def test_the_output_video_plays_its_first_second(page: Any, l1: Harness) -
     await page.evaluate(
         "() => { const v = document.getElementById('output-video'); v.muted = true; v.play(); }"
     )
-    await page.wait_for_function(
-        "document.getElementById('output-video').currentTime >= 1.0", timeout=SHOWN_WITHIN
-    )
+    await holds(page, "document.getElementById('output-video').currentTime >= 1.0")
     # Seeking asks the API for a range of the file.
     seek = await page.evaluate(
         """() => new Promise((done) => {
@@ -211,10 +214,10 @@ async def test_the_other_pages_render_at_laptop_and_phone_width(page: Any, l1: H
     run = await submit(l1.http, "sepia", ["cat"])
     await l1.finished_run(run["run_id"])
     await page.goto("/ui/cache")  # the first of several pages, each loaded from L1 alone
-    await page.wait_for_function(
+    await holds(
+        page,
         "(() => { const all = [...document.querySelectorAll('.thumb img')];"
         " return all.length >= 3 && all.every((img) => img.complete && img.naturalWidth > 0); })()",
-        timeout=SHOWN_WITHIN,
     )
     await shoot(page, "cache")
     await page.goto("/ui/workers")

@@ -7,8 +7,9 @@ that is. A dependency that is down answers 503 naming it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 import nats.errors
 from litestar import MediaType, Response
 from litestar.exceptions import HTTPException, NotFoundException
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
-__all__ = ["exception_handlers", "expected_errors"]
+__all__ = ["ErrorBody", "exception_handlers", "expected_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,25 @@ STATUS: dict[type[errors.L1Error], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.TooLarge: 413,
+    errors.UnsupportedMediaType: 415,
     errors.Unprocessable: 422,
     errors.UpstreamError: 502,
     errors.DependencyDown: 503,
+    errors.InsufficientStorage: 507,
 }
 
 
 # What a message may echo of a request: enough to recognise it, never the whole of it.
 MAX_DETAIL = 500
+
+
+class ErrorBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every error's JSON body, as :func:`_error` writes it (and as OpenAPI documents it)."""
+
+    status_code: Annotated[int, msgspec.Meta(ge=400, le=599)]
+    detail: Annotated[str, msgspec.Meta(max_length=MAX_DETAIL)]
+    # What a validation error found at fault: where, and why. Absent when empty.
+    extra: dict[str, Any] | list[Any] | None = None
 
 
 def _cut(text: str) -> str:
@@ -141,4 +153,5 @@ def exception_handlers() -> ExceptionHandlersMap:
 def expected_errors() -> set[int | type[Exception]]:
     """Errors logged in one line, without a traceback: they are answers, not bugs."""
     # Litestar matches the exact exception type, so list each kind.
-    return {400, 401, 403, 404, 405, 409, 413, 416, 422, *STATUS, *_DEPENDENCY_ERRORS}
+    bodies = {RecursionError, UnicodeDecodeError}  # too deeply nested, not UTF-8: 400
+    return {400, 401, 403, 404, 405, 409, 413, 416, 422, *STATUS, *_DEPENDENCY_ERRORS, *bodies}

@@ -3,17 +3,20 @@
 Counters and the run-duration histogram move with the lifecycle events this process
 sees (:class:`l1.api.live.RunFeed`); gauges are read from Redis and JetStream when
 Prometheus scrapes. Every API process counts every event, so scrape one of them (or
-take the maximum across them, not the sum).
+take the maximum across them, not the sum). Labels take bounded sets of values only, so
+that a scrape does not grow with what clients do (see :class:`RecipeLabels`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,6 +29,7 @@ from prometheus_client import (
 )
 
 from l1 import keys
+from l1.api.openapi import DEPENDENCIES, errors
 from l1.events.schemas import RunCancelled, RunCompleted, RunEvent, RunFailed, RunSubmitted
 from l1.schemas import RunStatus
 from l1.timestamps import micros
@@ -36,13 +40,19 @@ if TYPE_CHECKING:
 
     from l1.api.services.fleet import Fleet
 
-__all__ = ["ApiMetrics", "MetricsController", "http_metrics"]
+__all__ = ["ApiMetrics", "MetricsController", "RecipeLabels", "http_metrics"]
 
 # Cache item sizes are read this many index entries at a time.
 _CHUNK = 500
 # Runs remembered for the duration histogram and for counting each finish once.
 _REMEMBERED = 50_000
 _FINISHED = (RunCompleted, RunFailed, RunCancelled)
+# Registered recipes that get a ``recipe`` label of their own (the first ones seen);
+# any later one is counted as ``other``, so that a scrape stays the same size however
+# many recipes are registered. Effects always have their own.
+LABELLED_RECIPES = 50
+OTHER = "other"
+UNKNOWN = "unknown"  # a run whose submit this process did not see
 
 
 def http_metrics() -> PrometheusConfig:
@@ -59,10 +69,18 @@ def http_metrics() -> PrometheusConfig:
 class ApiMetrics:
     """L1's own metrics, in a registry of their own."""
 
-    def __init__(self, registry: CollectorRegistry, *, redis: Redis, fleet: Fleet) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        redis: Redis,
+        fleet: Fleet,
+        effects: Iterable[str] = (),
+    ) -> None:
         self.registry = registry
         self._redis = redis
         self._fleet = fleet
+        self._labels = RecipeLabels(effects, at_most=LABELLED_RECIPES)
         self.submitted = Counter(
             "l1_runs_submitted", "Runs accepted (first submits and retries)", registry=registry
         )
@@ -71,7 +89,8 @@ class ApiMetrics:
         )
         self.run_seconds = Histogram(
             "l1_run_seconds",
-            "From a run's start to its completion, by recipe (an effect is a one-step recipe)",
+            "From a run's start to its completion, by recipe (an effect is a one-step recipe;"
+            f" recipes registered after the first {LABELLED_RECIPES} are counted as {OTHER})",
             ["recipe"],
             buckets=RENDER_BUCKETS,
             registry=registry,
@@ -119,7 +138,7 @@ class ApiMetrics:
             _trim(self._finished_runs)
             self.finished.labels(status=str(event.__struct_config__.tag)).inc()
             if isinstance(event, RunCompleted) and event.started_at:
-                recipe = self._recipes.get(event.run_id, "unknown")
+                recipe = self._labels.of(self._recipes.get(event.run_id, UNKNOWN))
                 seconds = (micros(event.at) - micros(event.started_at)) / 1e6
                 self.run_seconds.labels(recipe=recipe).observe(max(seconds, 0.0))
 
@@ -151,6 +170,25 @@ class ApiMetrics:
         return total
 
 
+class RecipeLabels:
+    """The ``recipe`` label of a run: its own for the effects and for the first
+    :data:`LABELLED_RECIPES` other recipes seen, ``other`` for the rest."""
+
+    def __init__(self, effects: Iterable[str], *, at_most: int = LABELLED_RECIPES) -> None:
+        self._own = frozenset(effects) | {UNKNOWN}
+        self._at_most = at_most
+        self._recipes: set[str] = set()
+
+    def of(self, recipe: str) -> str:
+        """The label to count a run of ``recipe`` under."""
+        if recipe in self._own or recipe in self._recipes:
+            return recipe
+        if len(self._recipes) < self._at_most:
+            self._recipes.add(recipe)
+            return recipe
+        return OTHER
+
+
 def _trim(recent: OrderedDict[Any, Any]) -> None:
     while len(recent) > _REMEMBERED:
         recent.popitem(last=False)
@@ -165,16 +203,32 @@ class _Sized(msgspec.Struct):
 _sized = msgspec.json.Decoder(_Sized)
 
 
+# Litestar adds the charset to a text/ media type itself: given here, it came twice.
+PROMETHEUS_TEXT = "; ".join(
+    part for part in CONTENT_TYPE_LATEST.split("; ") if not part.startswith("charset=")
+)
+
+
 class MetricsController(Controller):
     """Prometheus' scrape target."""
 
     tags = ["server"]
 
-    @get("/metrics", summary="Metrics in Prometheus' text format", include_in_schema=True)
+    @get(
+        "/metrics",
+        summary="Metrics in Prometheus' text format",
+        include_in_schema=True,
+        responses={
+            200: ResponseSpec(
+                str, generate_examples=False, media_type="text/plain", description="The metrics"
+            ),
+            **errors(DEPENDENCIES),
+        },
+    )
     async def metrics(self, api_metrics: NamedDependency[ApiMetrics]) -> Response[bytes]:
         """HTTP requests and latency, runs by status, submits and completions, run
         durations, queue depth and redeliveries per consumer, cache items and bytes,
         and live workers."""
         await api_metrics.refresh()
         body = generate_latest(REGISTRY) + generate_latest(api_metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(body, media_type=PROMETHEUS_TEXT)

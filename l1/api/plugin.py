@@ -15,7 +15,9 @@ from litestar.plugins import InitPluginProtocol
 from prometheus_client import CollectorRegistry
 
 import l1
+from l1.api.allow import answer_options
 from l1.api.auth import token_guard
+from l1.api.clean_paths import refuse_encoded_slashes
 from l1.api.controllers import (
     CacheController,
     DeadLetterController,
@@ -26,9 +28,10 @@ from l1.api.controllers import (
 )
 from l1.api.controllers.fleet import FleetController
 from l1.api.controllers.info import ServerInfo
+from l1.api.crosssite import cross_site_guard
 from l1.api.errors import exception_handlers
 from l1.api.health import Health, HealthCheck
-from l1.api.live import RunFeed
+from l1.api.live import RunFeed, Seats
 from l1.api.lookups import Lookups
 from l1.api.metrics import ApiMetrics, MetricsController, http_metrics
 from l1.api.run_waiter import RunWaiter
@@ -110,6 +113,9 @@ class L1Plugin(InitPluginProtocol):
         )
         app_config.template_config = templates()
         app_config.middleware.append(http_metrics().middleware)
+        app_config.middleware.append(refuse_encoded_slashes)
+        app_config.middleware.append(cross_site_guard(self._settings))
+        app_config.middleware.append(answer_options)
         if self._settings.api_tokens:  # a guard costs every request a copy of its handler
             app_config.guards.append(token_guard(self._settings.api_tokens))
         for name in Services.__dataclass_fields__:
@@ -164,8 +170,7 @@ class L1Plugin(InitPluginProtocol):
             if self._subscribers:
                 registry = services.api_metrics.registry  # theirs beside the API's
                 tasks.append(asyncio.create_task(subscribe(backbone, stop, registry=registry)))
-            if (janitor := backbone.janitor()) is not None:
-                tasks.append(asyncio.create_task(janitor.run(stop)))
+            tasks.append(asyncio.create_task(backbone.janitor().run(stop)))
             self._services = services
             settle_heap()
             try:
@@ -192,7 +197,9 @@ class L1Plugin(InitPluginProtocol):
         recipes = RecipeStore(redis)
         waiter = RunWaiter(redis, runs)
         fleet = Fleet(backbone.js)
-        api_metrics = ApiMetrics(CollectorRegistry(), redis=redis, fleet=fleet)
+        api_metrics = ApiMetrics(
+            CollectorRegistry(), redis=redis, fleet=fleet, effects=[e.name for e in effects]
+        )
         lookups = Lookups(redis, assets)
         run_service = RunService(
             runs=runs,
@@ -239,9 +246,21 @@ class L1Plugin(InitPluginProtocol):
             fleet=fleet,
             api_metrics=api_metrics,
             dashboard=Dashboard(
-                thumbnails=Thumbnails(settings.cache_dir / "thumbs"),
+                thumbnails=Thumbnails(
+                    settings.cache_dir / "thumbs",
+                    max_pixels=settings.max_pixels,
+                    seconds=settings.thumbnail_timeout,
+                    memory=settings.thumbnail_memory,
+                ),
                 feed=RunFeed(
-                    backbone.nc, runs=runs, waiter=waiter, listeners=[api_metrics.observe]
+                    backbone.nc,
+                    runs=runs,
+                    waiter=waiter,
+                    listeners=[api_metrics.observe],
+                    seats=Seats(
+                        total=settings.feed_max_clients,
+                        per_address=settings.feed_max_per_address,
+                    ),
                 ),
                 tokens_required=bool(settings.api_tokens),
                 version=l1.__version__,

@@ -29,6 +29,9 @@ class CacheItem(msgspec.Struct, kw_only=True):
     size: int
     content_type: str
     stored_at: str
+    # True when the item's only copy was found damaged and set aside (one machine, no
+    # blob tier): the item is lost until the same bytes are stored again.
+    lost: bool = False
 
 
 _item_decoder = msgspec.json.Decoder(CacheItem)
@@ -53,11 +56,17 @@ class CacheIndex:
                     pipe.set(key, _encoder.encode(change), nx=True)
                     pipe.zadd(keys.CACHE_ITEMS, {change.content_hash: score}, nx=True)
                     pipe.zadd(keys.CACHE_HASHES, {change.content_hash: 0})
+                    pipe.srem(keys.CACHE_LOST, change.content_hash)  # stored again: back
                 else:
                     pipe.delete(keys.cache_item(change), keys.provenance(change))
                     pipe.zrem(keys.CACHE_ITEMS, change)
                     pipe.zrem(keys.CACHE_HASHES, change)
+                    pipe.srem(keys.CACHE_LOST, change)
             await pipe.execute()
+
+    async def record_lost(self, content_hash: str) -> bool:
+        """Mark an indexed item lost (its only copy was damaged); True the first time."""
+        return bool(await self._redis.sadd(keys.CACHE_LOST, content_hash))
 
     async def record_stored(self, item: CacheItem) -> None:
         """Index ``item``; the first time it was stored is the one kept."""
@@ -70,7 +79,11 @@ class CacheIndex:
     async def get(self, content_hash: str) -> CacheItem | None:
         """The index entry of an item, or None."""
         raw = await self._redis.get(keys.cache_item(content_hash))
-        return None if raw is None else _item_decoder.decode(raw)
+        if raw is None:
+            return None
+        item = _item_decoder.decode(raw)
+        item.lost = bool(await self._redis.sismember(keys.CACHE_LOST, content_hash))
+        return item
 
     async def hashes(self) -> list[str]:
         """Every indexed content hash."""
@@ -82,8 +95,15 @@ class CacheIndex:
         hashes, next_cursor = await newest_first(
             self._redis, keys.CACHE_ITEMS, limit=limit, cursor=cursor
         )
-        raws = await self._redis.mget([keys.cache_item(h) for h in hashes]) if hashes else []
+        if not hashes:
+            return Page(items=[], next_cursor=next_cursor)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.mget([keys.cache_item(h) for h in hashes])
+            pipe.smembers(keys.CACHE_LOST)  # few or none: lost items are rare
+            raws, lost = await pipe.execute()
         items = [_item_decoder.decode(raw) for raw in raws if raw is not None]
+        for item in items:
+            item.lost = item.content_hash.encode() in lost
         return Page(items=items, next_cursor=next_cursor)
 
     @staticmethod

@@ -7,10 +7,10 @@ sweep (copies the tier no longer holds). Under ``L1_CACHE_MAX_BYTES`` the least
 recently used copies are let go, since the tier keeps them; never one this process
 is using, nor one used in the last :data:`RECENT` seconds.
 
-A copy changed through the file system is caught when it is next opened (its seal is
-broken); bits that rot in place are not, so each sweep also reads a share of the copies
-through (:data:`SCRUB_BYTES`, taking turns) and sets aside any that no longer hash to
-their name: the next use fetches the item again.
+Every host also scrubs its store (:mod:`l1.cache.scrubber`), with the tier or without
+one: a copy changed through the file system is caught when it is next opened (its seal
+is broken), and the scrubber reads every copy through, at a bounded rate, for the
+damage a seal cannot see.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from l1.cache.scrubber import Scrubber
 from l1.errors import InvalidInput
 from l1.events import subjects
 from l1.events.consumer import quietly
@@ -41,20 +42,28 @@ SWEEP_EVERY = 60.0
 # A copy newer than this is left alone by the sweep: it may be on its way into the tier.
 SETTLE = 600.0
 RECENT = 60.0
-# How much each sweep reads through to check: about 4 MiB/s of a disk, in the background.
-SCRUB_BYTES = 256 << 20
 
 
 class Janitor:
-    """Drops the local copies of deleted items, and makes room under a size limit."""
+    """Scrubs the local store; with the tier on, also drops the local copies of deleted
+    items and makes room under a size limit."""
 
-    def __init__(self, items: Items, nc: NATS, *, max_bytes: int) -> None:
+    def __init__(
+        self, items: Items, nc: NATS, *, max_bytes: int, scrub_bytes_per_second: int = 0
+    ) -> None:
         self._items = items
         self._nc = nc
         self._max_bytes = max_bytes
-        self._scrubbed = ""  # the last copy checked: the next sweep goes on after it
+        self.scrubber = Scrubber(items, bytes_per_second=scrub_bytes_per_second)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Scrub and, with the tier on, keep the copies in step, until ``stop`` is set."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.scrubber.run(stop))
+            if self._items.shared:
+                group.create_task(self._keep_in_step(stop))
+
+    async def _keep_in_step(self, stop: asyncio.Event) -> None:
         """Listen for deletions and sweep now and then, until ``stop`` is set."""
         subscription = await self._nc.subscribe(
             subjects.cache_event("*", "deleted"), cb=self._deleted
@@ -83,28 +92,11 @@ class Janitor:
         dropped_names = {o.name for o in orphans}
         kept = [c for c in copies if c.name not in dropped_names]
         evicted = await self._make_room(kept, now)
-        evicted_names = {e.name for e in evicted}
-        damaged = await self._scrub([c for c in kept if c.name not in evicted_names])
-        if dropped or evicted or damaged:
+        if dropped or evicted:
             return (
-                f"local cache: {dropped} deleted item(s) dropped, {len(evicted)} evicted"
-                f" for room, {damaged} damaged set aside"
+                f"local cache: {dropped} deleted item(s) dropped, {len(evicted)} evicted for room"
             )
         return None
-
-    async def _scrub(self, copies: list[_Copy]) -> int:
-        """Check the next :data:`SCRUB_BYTES` of copies, in name order from where the last
-        sweep stopped; how many were damaged."""
-        ordered = sorted(copies, key=lambda c: (c.name <= self._scrubbed, c.name))
-        budget, damaged = SCRUB_BYTES, 0
-        for copy in ordered:
-            if budget <= 0:
-                break
-            budget -= copy.size
-            self._scrubbed = copy.name
-            if not await asyncio.to_thread(self._items.store.verify, copy.name):
-                damaged += 1
-        return damaged
 
     async def _make_room(self, copies: list[_Copy], now: float) -> list[_Copy]:
         """Drop the least recently used copies until they fit; the ones dropped."""

@@ -6,11 +6,17 @@ an event lost with a crashed process, a file put in place by hand. It indexes ev
 stored file the index misses, and forgets entries whose file is gone, leaving alone an
 item that is being stored or deleted right now, and files written in the last
 :data:`SETTLE` seconds (their events are on the way).
+
+An entry whose file is gone because it was found damaged and set aside (by the seal
+check or the scrubber) is not forgotten: on one machine that copy was the only one, so
+the entry is marked lost, and ``GET /cache`` says so until the same bytes are stored
+again. (With the blob tier on, the tier's copy stands; the host fetches it again.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from l1.cache.index import CacheItem
@@ -23,6 +29,8 @@ if TYPE_CHECKING:
     from l1.cache.references import References
 
 __all__ = ["SETTLE", "IndexRepair"]
+
+log = logging.getLogger(__name__)
 
 SETTLE = 30.0
 
@@ -41,12 +49,27 @@ class IndexRepair:
         on_disk = await self._items.hashes()
         indexed = set(await self._index.hashes())
         added = sum([await self._add(h) for h in sorted(on_disk - indexed)])
-        removed = sum([await self._remove(h) for h in sorted(indexed - on_disk)])
-        if added or removed:
+        missing = sorted(indexed - on_disk)
+        lost = sum([await self._lost(h) for h in missing])
+        removed = sum([await self._remove(h) for h in missing])
+        if added or removed or lost:
             return (
-                f"cache index mended: {added} file(s) indexed, {removed} missing file(s) forgotten"
+                f"cache index mended: {added} file(s) indexed, {removed} missing file(s)"
+                f" forgotten, {lost} damaged item(s) marked lost"
             )
         return None
+
+    async def _lost(self, content_hash: str) -> bool:
+        """Mark the item lost when its only copy was set aside as damaged; True when
+        newly marked."""
+        if self._items.shared or not self._store.was_damaged(content_hash):
+            return False
+        if await self._references.busy(content_hash) or self._store.exists(content_hash):
+            return False
+        if not await self._index.record_lost(content_hash):
+            return False
+        log.error("%s is lost: its only copy was damaged on disk (kept in damaged/)", content_hash)
+        return True
 
     async def _add(self, content_hash: str) -> bool:
         holder = f"storing:repair:{content_hash}"
@@ -74,6 +97,8 @@ class IndexRepair:
         return True
 
     async def _remove(self, content_hash: str) -> bool:
+        if not self._items.shared and self._store.was_damaged(content_hash):
+            return False  # lost, not forgotten
         if await self._references.busy(content_hash) or await self._items.contains(content_hash):
             return False
         await self._index.record_deleted(content_hash)

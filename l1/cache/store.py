@@ -27,7 +27,7 @@ from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
 
 from l1.cache.incoming import HEAD, Incoming, media_type
-from l1.errors import InvalidInput, NotFound
+from l1.errors import InsufficientStorage, InvalidInput, NotFound
 from l1.identifiers import is_content_hash, new_hasher
 from l1.schemas import StoredItem
 
@@ -43,6 +43,25 @@ def detect_content_type(path: Path) -> str:
     """The media type of a file, read from its first bytes (never from its name)."""
     with path.open("rb") as file:
         return media_type(file.read(HEAD))
+
+
+# What a write gets when the disk, or the user's quota on it, is full.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def _room() -> Iterator[None]:
+    """Turn "no space left" into :class:`InsufficientStorage` (507), which says so."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in NO_ROOM:
+            raise
+        log.error("the cache's disk is full: %s", error)
+        raise InsufficientStorage(
+            "the cache has no space left on its disk; nothing was stored: "
+            "free some space (or delete items) and send it again"
+        ) from None
 
 
 SCRATCH_PREFIX = "scratch-"
@@ -154,6 +173,23 @@ class ContentStore:
         self._set_aside(path, "no longer hashes to its name")
         return False
 
+    def set_aside(self, content_hash: str, why: str, *, inode: int) -> bool:
+        """Move the object out of the store into ``damaged/``, if the file under its name
+        is still ``inode`` (the copy found damaged, not a good one stored since); True
+        when it was moved."""
+        path = self.path_for(content_hash)
+        try:
+            if path.stat().st_ino != inode:
+                return False
+        except FileNotFoundError:
+            return False
+        self._set_aside(path, why)
+        return True
+
+    def was_damaged(self, content_hash: str) -> bool:
+        """True when a copy of the object was found damaged and set aside."""
+        return (self._damaged / self.path_for(content_hash).name).is_file()
+
     def _set_aside(self, path: Path, why: str) -> None:
         """Move a damaged object out of the store into ``damaged/`` (kept for whoever
         looks into it; never served or rendered from)."""
@@ -186,7 +222,8 @@ class ContentStore:
 
     def incoming(self, *, max_bytes: int = UNLIMITED) -> Incoming:
         """A new file to write into, in this process's scratch directory."""
-        fd, name = tempfile.mkstemp(dir=self.scratch)
+        with _room():
+            fd, name = tempfile.mkstemp(dir=self.scratch)
         os.close(fd)
         return Incoming(Path(name), max_bytes=max_bytes)
 
@@ -194,9 +231,9 @@ class ContentStore:
         """Copy ``source`` in (not yet committed). Blocking: run in a thread."""
         incoming = self.incoming(max_bytes=max_bytes)
         try:
-            with source.open("rb", buffering=0) as reader:
+            with _room(), source.open("rb", buffering=0) as reader:
                 incoming.copy_from(reader)
-            incoming.finish()
+                incoming.finish()
         except BaseException:
             self.discard(incoming)
             raise
@@ -208,8 +245,9 @@ class ContentStore:
         """Take a stream in (not yet committed), never holding it in memory."""
         incoming = await asyncio.to_thread(self.incoming, max_bytes=max_bytes)
         try:
-            await incoming.receive(chunks)
-            await asyncio.to_thread(incoming.finish)
+            with _room():
+                await incoming.receive(chunks)
+                await asyncio.to_thread(incoming.finish)
         except BaseException:
             await asyncio.to_thread(self.discard, incoming)
             raise
@@ -222,11 +260,12 @@ class ContentStore:
         content_type = media_type(incoming.head)
         created = not self._present(final)
         if created:
-            final.parent.mkdir(exist_ok=True)
-            _seal(incoming.path, content_type)
-            os.chmod(incoming.path, 0o444)
-            os.replace(incoming.path, final)
-            _fsync_dir(final.parent)
+            with _room():
+                final.parent.mkdir(exist_ok=True)
+                _seal(incoming.path, content_type)
+                os.chmod(incoming.path, 0o444)
+                os.replace(incoming.path, final)
+                _fsync_dir(final.parent)
         else:
             self.discard(incoming)
         return StoredItem(
@@ -271,6 +310,19 @@ class ContentStore:
             for entry in shard.iterdir():
                 if is_content_hash(entry.name):
                     yield entry.name
+
+    def shards(self) -> list[str]:
+        """The names of the directories objects are spread over (two hex characters),
+        sorted."""
+        return sorted(entry.name for entry in self._objects.iterdir() if entry.is_dir())
+
+    def hashes_in(self, shard: str) -> list[str]:
+        """The hashes stored in ``shard``, sorted; none when it is gone."""
+        try:
+            names = [entry.name for entry in (self._objects / shard).iterdir()]
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in names if is_content_hash(name))
 
 
 def _fsync_dir(directory: Path) -> None:

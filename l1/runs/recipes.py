@@ -17,7 +17,7 @@ import msgspec
 import yaml
 
 from l1.errors import Conflict, InvalidInput, Unprocessable
-from l1.identifiers import sha3_hex
+from l1.identifiers import canonical, canonical_json, sha3_hex
 
 if TYPE_CHECKING:
     from l1.effects import Effect, EffectRegistry
@@ -89,7 +89,7 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
 
 def recipe_hash(recipe: Recipe) -> str:
     """The recipe's content hash: SHA3-256 of its canonical JSON form."""
-    return sha3_hex(msgspec.json.encode(recipe, order="sorted"))
+    return sha3_hex(canonical_json(recipe))
 
 
 # libyaml's loader where it is installed (it is, with PyYAML's wheels): many times
@@ -177,14 +177,13 @@ def compile_steps(
                 f"not {len(node.inputs)}"
             )
         cache_id = sha3_hex(
-            msgspec.json.encode(
+            canonical_json(
                 {
                     "type": node.type,
                     "effect": effect.content_hash,
                     "params": params,
                     "inputs": [ids[i] for i in node.inputs],
-                },
-                order="sorted",
+                }
             )
         )
         ids[node.id] = cache_id
@@ -265,4 +264,5 @@ def _params(node: Node, effect: Effect, override: Mapping[str, Any]) -> dict[str
         parsed = effect.parse_params({**given, **override})
     except Unprocessable as error:
         raise Unprocessable(f"node {node.id!r}: {error}") from None
-    return msgspec.to_builtins(parsed)
+    # In canonical form, as its cache id has it: the step renders what the id names.
+    return canonical(msgspec.to_builtins(parsed))

@@ -8,6 +8,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from l1.api.openapi import DEPENDENCIES, errors
 from l1.errors import InvalidInput
 from l1.events.dead_letters import DeadLetter, DeadLetters
 from l1.schemas import Page
@@ -21,14 +22,21 @@ class DeadLetterController(Controller):
     path = "/dead"
     tags = ["runs"]
 
-    @get("/", summary="List dead render requests, newest first")
+    @get("/", summary="List dead render requests, newest first", responses=errors(DEPENDENCIES))
     async def list_dead(
         self,
         dead_letters: NamedDependency[DeadLetters],
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=1000, description="Items per page, 1 to 1000")
+        ] = 100,
         cursor: Annotated[
             str | None,
-            QueryParameter(max_length=20, description="From a previous page's `next_cursor`"),
+            QueryParameter(
+                max_length=20,
+                description="From a previous page's `next_cursor`: a sequence number",
+                # For the schema only: anything else is 400, saying so.
+                schema_extra={"pattern": "^0*[1-9][0-9]*$"},
+            ),
         ] = None,
     ) -> Page[DeadLetter]:
         """The most recent dead letters, each with the reason its run failed."""

@@ -9,6 +9,7 @@ from litestar.openapi import ResponseSpec
 from litestar.response import Redirect
 
 from l1.api.health import Health, HealthCheck
+from l1.api.openapi import errors
 from l1.assets import Asset
 from l1.effects import EffectInfo
 from l1.schemas import Page
@@ -37,7 +38,11 @@ class InfoController(Controller):
     @get(
         "/",
         summary="Server info",
-        responses={200: ResponseSpec(data_container=ServerInfo, description="The server")},
+        responses={
+            200: ResponseSpec(data_container=ServerInfo, description="The server"),
+            302: ResponseSpec(None, description="A browser (asking for HTML) is sent to /ui"),
+            **errors(),
+        },
     )
     async def info(
         self,
@@ -52,18 +57,26 @@ class InfoController(Controller):
         info = msgspec.structs.replace(server_info, health=await health_check())
         return Response(msgspec.json.encode(info), media_type=MediaType.JSON)
 
-    @get("/health", summary="Readiness: do NATS and Redis answer")
+    @get(
+        "/health",
+        summary="Readiness: do NATS and Redis answer",
+        responses={
+            200: ResponseSpec(Health, generate_examples=False, description="Both answer"),
+            503: ResponseSpec(Health, generate_examples=False, description="One does not"),
+            **errors(),
+        },
+    )
     async def health(self, health_check: NamedDependency[HealthCheck]) -> Response[Health]:
         """200 when every dependency answers, 503 naming the one that does not."""
         health = await health_check()
         return Response(health, status_code=200 if health.ready else 503)
 
-    @get("/health/live", summary="Liveness: the process answers")
+    @get("/health/live", summary="Liveness: the process answers", responses=errors())
     async def live(self) -> dict[str, bool]:
         """Always 200 while the process serves requests."""
         return {"live": True}
 
-    @get("/assets", summary="Known named assets")
+    @get("/assets", summary="Known named assets", responses=errors())
     async def assets(self, assets: NamedDependency[dict[str, Asset]]) -> Page[Asset]:
         """Named media a run may use in place of a hash: every one, in one page."""
         return Page(items=list(assets.values()))

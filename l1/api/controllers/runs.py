@@ -14,6 +14,16 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from l1.api.lookups import Lookups
+from l1.api.openapi import (
+    DEPENDENCIES,
+    JSON_BODY,
+    LOOKUP,
+    REDIS,
+    RUN_ID_RULES,
+    WRITE,
+    RunBody,
+    errors,
+)
 from l1.api.services.deletion import DiscardReport
 from l1.api.services.publishing import PublishReport, PublishService
 from l1.api.services.runs import RunService
@@ -24,11 +34,26 @@ __all__ = ["RunController"]
 
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
 Cursor = Annotated[
-    str | None, QueryParameter(max_length=512, description="From a previous page's `next_cursor`")
+    str | None,
+    QueryParameter(max_length=512, description="From a previous page's `next_cursor`, as given"),
 ]
 Runs = NamedDependency[RunService]
 Ids = NamedDependency[Lookups]
-RunId = Annotated[str, PathParameter(description="A run id, or a unique prefix of one")]
+RunId = Annotated[
+    str,
+    PathParameter(
+        description="A run id, or a unique prefix of one (4 to 64 characters)",
+        # For the schema only: the lookup refuses anything else with a message saying so.
+        schema_extra=RUN_ID_RULES,
+    ),
+]
+# What an action on a run (cancel, retry, discard, publish) can answer besides success:
+# 409 when the run's state refuses it.
+ACTION = (*WRITE, *LOOKUP, *DEPENDENCIES)
+
+
+def _run(status: int, description: str) -> dict[int, ResponseSpec]:
+    return {status: ResponseSpec(Run, generate_examples=False, description=description)}
 
 
 class RunController(Controller):
@@ -37,7 +62,17 @@ class RunController(Controller):
     path = "/runs"
     tags = ["runs"]
 
-    @post("/", summary="Submit a run", status_code=HTTP_202_ACCEPTED)
+    @post(
+        "/",
+        summary="Submit a run",
+        status_code=HTTP_202_ACCEPTED,
+        operation_class=RunBody,
+        responses={
+            **_run(200, "The same run, already finished"),
+            **_run(202, "Accepted: queued or rendering"),
+            **errors(WRITE, 409, JSON_BODY, DEPENDENCIES),
+        },
+    )
     async def submit(self, data: JSONBody[RunSubmission], run_service: Runs) -> Response[Run]:
         """Accept a run; 202 while it is queued or rendering, 200 when it already finished.
 
@@ -49,7 +84,7 @@ class RunController(Controller):
         status = HTTP_200_OK if run.status.terminal else HTTP_202_ACCEPTED
         return Response(run, status_code=status, headers={"Server-Timing": laps.header()})
 
-    @get("/", summary="List runs, newest first")
+    @get("/", summary="List runs, newest first", responses=errors(REDIS))
     async def list_runs(
         self,
         run_service: Runs,
@@ -63,7 +98,10 @@ class RunController(Controller):
     @get(
         "/{run_id:str}",
         summary="Read a run",
-        responses={200: ResponseSpec(data_container=RunView, description="The run")},
+        responses={
+            200: ResponseSpec(data_container=RunView, description="The run"),
+            **errors(LOOKUP, REDIS),
+        },
     )
     async def get_run(
         self,
@@ -77,7 +115,12 @@ class RunController(Controller):
         view = await run_service.view(run_id, wait=wait)
         return Response(view, media_type=MediaType.JSON)
 
-    @post("/{run_id:str}/cancel", summary="Cancel a run", status_code=HTTP_200_OK)
+    @post(
+        "/{run_id:str}/cancel",
+        summary="Cancel a run",
+        status_code=HTTP_200_OK,
+        responses=errors(ACTION),
+    )
     async def cancel(self, run_id: RunId, run_service: Runs) -> Run:
         """Stop a pending run or ask the worker rendering it to stop; 409 once finished."""
         return await run_service.cancel(run_id)
@@ -86,12 +129,15 @@ class RunController(Controller):
         "/{run_id:str}/retry",
         summary="Retry a failed or cancelled run",
         status_code=HTTP_202_ACCEPTED,
+        responses=errors(ACTION),
     )
     async def retry(self, run_id: RunId, run_service: Runs) -> Run:
         """Send the run to the workers again; 409 unless it failed or was cancelled."""
         return await run_service.retry(run_id)
 
-    @delete("/{run_id:str}", summary="Discard a run", status_code=HTTP_200_OK)
+    @delete(
+        "/{run_id:str}", summary="Discard a run", status_code=HTTP_200_OK, responses=errors(ACTION)
+    )
     async def discard(
         self,
         run_id: RunId,
@@ -107,7 +153,12 @@ class RunController(Controller):
         """
         return await run_service.discard(run_id, cancel=cancel)
 
-    @post("/{run_id:str}/publish", summary="Publish a run to L2", status_code=HTTP_200_OK)
+    @post(
+        "/{run_id:str}/publish",
+        summary="Publish a run to L2",
+        status_code=HTTP_200_OK,
+        responses=errors(ACTION),
+    )
     async def publish(
         self, run_id: RunId, publish_service: NamedDependency[PublishService], lookups: Ids
     ) -> PublishReport:

@@ -5,6 +5,8 @@
 3. An item referenced by nothing (orphaned) can be deleted.
 4. A run can be discarded only if none of its items is published; discarding removes
    the run's activity, then deletes its output and inputs left orphaned and unpublished.
+   A discard claims the run first, so of many at once one discards it, and no retry or
+   publish of the run slips in while it does.
 
 "Published" is asked of L2 (and of the marks this server keeps when it publishes);
 when L2 cannot be reached the deletion is refused, never guessed. The check and the
@@ -23,6 +25,7 @@ from l1.cache.references import Claim
 from l1.errors import Conflict, DependencyDown, NotFound
 from l1.events.schemas import CacheDeleted, RunDiscarded
 from l1.l2_client import Published
+from l1.runs.store import RunAction
 
 if TYPE_CHECKING:
     from l1.cache.activities import ActivityLog
@@ -144,9 +147,12 @@ class DeletionRules:
 
     async def discard(self, run: Run) -> DiscardReport:
         """Remove a finished run and its activity, then delete the items it leaves
-        orphaned and unpublished."""
-        if not run.status.terminal:
-            raise Conflict(f"run {run.run_id} is {run.status}; cancel it first")
+        orphaned and unpublished; :class:`Conflict` while another request discards,
+        retries or publishes it."""
+        async with self._runs.claimed(run.run_id, RunAction.DISCARD, check=_finished) as held:
+            return await self._discard(held)
+
+    async def _discard(self, run: Run) -> DiscardReport:
         activity = await self._activities.get(run.run_id)
         items = list(dict.fromkeys([*run.items, *(activity.items if activity else [])]))
         for item in items:
@@ -203,6 +209,11 @@ class DeletionRules:
 
 
 L2_DOWN = "L2 cannot be reached to say whether it is published"
+
+
+def _finished(run: Run) -> None:
+    if not run.status.terminal:
+        raise Conflict(f"run {run.run_id} is {run.status}; cancel it first")
 
 
 def _publication_reasons(published: Published) -> list[str]:

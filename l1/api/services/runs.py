@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -11,7 +13,7 @@ import nats.errors
 from l1.errors import Conflict, DependencyDown, NotFound, Unprocessable
 from l1.events.schemas import RunCancelled
 from l1.identifiers import run_id_for
-from l1.runs import projections
+from l1.runs.store import ATTEMPTS, Change, decode, stamped
 from l1.schemas import InputRef, Page, RenderRequest, Run, RunStatus, RunSubmission, RunView
 from l1.timestamps import utc_now
 from l1.timing import Laps
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from l1.events.publisher import Publisher
     from l1.runs.planner import Planner
     from l1.runs.scheduler import Scheduler
-    from l1.runs.store import RunStore
+    from l1.runs.store import RunAction, RunStore
 
 __all__ = ["RunService"]
 
@@ -127,45 +129,57 @@ class RunService:
         return _encoder.encode(RunView(**msgspec.structs.asdict(run), published=published))
 
     async def cancel(self, run_id: str) -> Run:
-        """Stop a pending run, or ask the worker rendering it to stop."""
-        run = await self.get(run_id)
-        if run.status.terminal:
-            raise Conflict(f"run {run.run_id} already finished ({run.status})")
-        await self._publisher.event(RunCancelled.of(run))
+        """Stop a pending run, or ask the worker rendering it to stop. Of many cancels of
+        one generation, one is sent and answered; the others are refused (409)."""
+        run_id = await self._lookups.run_id(run_id)
+        self._publisher.require_connected()
+        run = await self._runs.ask_cancel(run_id, check=_unfinished)
+        try:
+            await self._publisher.event(RunCancelled.of(run))
+        except BaseException:
+            await self._runs.withdraw_cancel(run)  # not sent: it may be asked again
+            raise
         return await self.waiter.wait(run.run_id, CANCEL_WAIT) or run
 
     async def retry(self, run_id: str) -> Run:
-        """Send a failed or cancelled run to the workers again, as its next generation."""
-        run = await self.get(run_id)
-        run_id = run.run_id
-        if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-            raise Conflict(
-                f"run {run_id} is {run.status}; only failed or cancelled runs are retried"
-            )
+        """Send a failed or cancelled run to the workers again, as its next generation.
+        Of many retries at once, one is (202); the others are refused (409), as is a
+        retry while the run is being discarded or published."""
+        run_id = await self._lookups.run_id(run_id)
+        seen: int | None = None
+        for _ in range(ATTEMPTS):
+            raw = await self._runs.get_raw(run_id)
+            if raw is None:
+                raise NotFound(f"no run {run_id}")
+            run = decode(raw)
+            seen = run.generation if seen is None else seen
+            _require_retriable(run, seen)
+            if (again := await self._send_again(raw, run)) is not None:
+                return again
+        raise Conflict(f"run {run_id} keeps changing; try again")
+
+    async def _send_again(self, raw: bytes, run: Run) -> Run | None:
+        """Record and send the next generation of ``run`` (stored as ``raw``); None when
+        the stored record moved meanwhile (nothing recorded)."""
         self._publisher.require_connected()
-        await self._hold_inputs(run_id, [ref.content_hash for ref in run.inputs])
-        again = msgspec.structs.replace(
-            run,
-            status=RunStatus.PENDING,
-            generation=run.generation + 1,
-            started_at=None,
-            completed_at=None,
-            output_hash=None,
-            provenance=None,
-            error=None,
-            progress=None,
-            attempts=0,
-            steps=[
-                msgspec.structs.replace(s, status="pending", output_hash=None) for s in run.steps
-            ],
-        )
-        again, requests = await self._scheduler.ready(again)
-        await self._runs.update(run_id, lambda current: projections.apply_submitted(current, again))
+        inputs = [ref.content_hash for ref in run.inputs]
+        if missing := await self._first_missing(inputs):
+            raise Unprocessable(f"input {missing} is no longer in the cache")
+        again, requests = await self._scheduler.ready(_next_generation(run))
+        again = stamped(again)
+        # The API records the next generation itself, as it records a new run, so that
+        # the check and the change are one script (one retry wins, whatever else is
+        # asked at once) and a read after the 202 sees the new generation. Its
+        # ``submitted`` event then changes nothing in the projection.
+        if not await self._runs.write_exclusive(Change(before=raw, after=again, hold=inputs)):
+            return None
         await self._dispatch(again, requests)
         return again
 
     async def discard(self, run_id: str, *, cancel: bool) -> DiscardReport:
-        """Discard a run under the deletion rules; ``cancel`` stops an unfinished one first."""
+        """Discard a run under the deletion rules; ``cancel`` stops an unfinished one
+        first. One of many discards at once does it; the others are refused (409), and
+        a discard of a run gone already is 404."""
         run = await self.get(run_id)
         if not run.status.terminal:
             if not cancel:
@@ -173,8 +187,14 @@ class RunService:
                     f"run {run.run_id} is {run.status}; cancel it first or discard with "
                     "?cancel=true"
                 )
-            run = await self.cancel(run.run_id)
+            run = await self._stopped(run)
         return await self._rules.discard(run)
+
+    def claimed(
+        self, run_id: str, action: RunAction, *, check: Callable[[Run], None]
+    ) -> contextlib.AbstractAsyncContextManager[Run]:
+        """Hold the run (a full id) for ``action``: see :meth:`RunStore.claimed`."""
+        return self._runs.claimed(run_id, action, check=check)
 
     async def page(self, *, limit: int, cursor: str | None, status: RunStatus | None) -> Page[Run]:
         """Runs, newest first."""
@@ -200,17 +220,25 @@ class RunService:
             )
             self._scheduler.announce_later(run, requests)
 
-    async def _hold_inputs(self, run_id: str, hashes: list[str]) -> None:
-        deleting = await self._references.hold(run_id, hashes)
-        if deleting is not None:
-            raise Conflict(f"input {deleting} is being deleted; upload it again to use it")
-        if missing := await self._first_missing(hashes):
-            raise Unprocessable(f"input {missing} is no longer in the cache")
+    async def _stopped(self, run: Run) -> Run:
+        """``run`` once it has stopped, asking it to stop unless that was asked already."""
+        # Refused when another request is cancelling it, or it finished meanwhile.
+        with contextlib.suppress(Conflict):
+            await self.cancel(run.run_id)
+        return await self.waiter.wait(run.run_id, CANCEL_WAIT) or await self.get(run.run_id)
 
     async def _check_inputs_remain(self, run: Run, hashes: list[str]) -> None:
         # Held first, then looked at: a deletion either saw the hold and refused, or
         # finished before it, in which case the file is gone and the run is withdrawn.
-        if missing := await self._first_missing(hashes):
+        try:
+            missing = await self._first_missing(hashes)
+        except (nats.errors.Error, TimeoutError, DependencyDown) as error:
+            # The blob tier cannot answer (electing a leader). The run is recorded, so
+            # it is sent all the same: a submit tried again would find it recorded and
+            # send nothing. A worker that cannot find an input fails the run, naming it.
+            log.warning("run %s: inputs not checked (%r); sending it", run.run_id, error)
+            return
+        if missing:
             await self._runs.delete(run)
             await self._references.release(run.run_id, hashes)
             raise Unprocessable(f"input {missing} is not in the cache; import or upload it first")
@@ -220,6 +248,39 @@ class RunService:
             if not await self._items.contains(content_hash):
                 return content_hash
         return None
+
+
+def _unfinished(run: Run) -> None:
+    if run.status.terminal:
+        raise Conflict(f"run {run.run_id} already finished ({run.status})")
+
+
+def _require_retriable(run: Run, seen: int) -> None:
+    """Refuse a retry of ``run`` (first read at generation ``seen``) unless it failed or
+    was cancelled and no other retry came first."""
+    if run.generation > seen:
+        raise Conflict(f"run {run.run_id} was retried by another request")
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise Conflict(
+            f"run {run.run_id} is {run.status}; only failed or cancelled runs are retried"
+        )
+
+
+def _next_generation(run: Run) -> Run:
+    """``run`` as its next generation, sent afresh."""
+    return msgspec.structs.replace(
+        run,
+        status=RunStatus.PENDING,
+        generation=run.generation + 1,
+        started_at=None,
+        completed_at=None,
+        output_hash=None,
+        provenance=None,
+        error=None,
+        progress=None,
+        attempts=0,
+        steps=[msgspec.structs.replace(s, status="pending", output_hash=None) for s in run.steps],
+    )
 
 
 def _default_output_name(recipe: str, inputs: list[InputRef]) -> str:

@@ -8,6 +8,7 @@ server has tokens.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,13 +21,13 @@ from litestar.response import File, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
 from l1.api.errors import STATUS
-from l1.api.live import RunFeed
+from l1.api.live import RunFeed, Seat
 from l1.api.lookups import Lookups
 from l1.api.services.cache import CacheService
 from l1.api.services.deletion import DeletionRules, ItemMeta
 from l1.api.services.fleet import Fleet
 from l1.api.services.runs import RunService
-from l1.api.ui.thumbs import Thumbnails
+from l1.api.ui.thumbs import ThumbnailRefused, Thumbnails, ThumbnailsUnavailable
 from l1.api.ui.views import layout, param_fields
 from l1.assets import Asset
 from l1.effects import EffectRegistry
@@ -39,7 +40,11 @@ __all__ = ["Dashboard", "DashboardController"]
 
 # A quiet stream says so this often, so that a dead connection is noticed.
 KEEP_ALIVE = 15.0
+# Seconds a page refused a place on the live feed is asked to wait before trying again.
+RETRY_AFTER = 5
 PAGE = 50
+# Seconds a thumbnail asked for while every thumbnail process is busy should wait.
+THUMBNAIL_RETRY = 2
 _view_decoder = msgspec.json.Decoder(RunView)
 _encoder = msgspec.json.Encoder()
 
@@ -216,11 +221,22 @@ class DashboardController(Controller):
     @get("/thumbs/{content_hash:str}", cache_control=None)
     async def thumbnail(
         self, dashboard: Board, cache_service: Cache, lookups: Ids, content_hash: FromPath[str]
-    ) -> File:
-        """A small JPEG of an image or of a video's first frame; 404 for other items."""
+    ) -> Response[Any]:
+        """A small JPEG of an image or of a video's first frame; 404 for other items,
+        422 when none can be made of the item (over the pixel limit, undecodable, over
+        its time or memory), 503 with a Retry-After while the thumbnail processes are
+        busy. Pages show the item's kind where an answer is not a picture."""
         full = await lookups.content_hash(content_hash)
         path, item = await cache_service.locate(full)
-        thumb = await dashboard.thumbnails.get(full, path, item.content_type)
+        try:
+            thumb = await dashboard.thumbnails.get(full, path, item.content_type)
+        except ThumbnailRefused as refused:
+            # Remembered for a while on the server; a browser may keep it a minute.
+            headers = {"Cache-Control": "private, max-age=60"}
+            return _no_thumbnail(422, f"no thumbnail of {full}: {refused}", headers)
+        except ThumbnailsUnavailable as busy:
+            headers = {"Cache-Control": "no-store", "Retry-After": str(THUMBNAIL_RETRY)}
+            return _no_thumbnail(503, str(busy), headers)
         if thumb is None:
             raise NotFound(f"{full} has no thumbnail ({item.content_type})")
         return File(
@@ -232,21 +248,44 @@ class DashboardController(Controller):
         )
 
     @get("/events")
-    async def events(self, dashboard: Board) -> ServerSentEvent:
-        """Run updates as server-sent events (``event: run``, data: the update as JSON)."""
-        return ServerSentEvent(_stream(dashboard.feed), retry_duration=1000)
+    async def events(self, request: Request, dashboard: Board) -> Response[Any]:
+        """Run updates as server-sent events (``event: run``, data: the update as JSON);
+        429 with a Retry-After when too many pages listen already."""
+        address = request.client.host if request.client else ""
+        seat = dashboard.feed.seats.take(address)
+        if seat is None:
+            detail = dashboard.feed.seats.refusal(address)
+            return Response(
+                {"status_code": 429, "detail": detail},
+                status_code=429,
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
+        stream = _stream(dashboard.feed, seat)
+        # A stream that never starts (the client left at once) gives its seat back too.
+        weakref.finalize(stream, seat.release)
+        return ServerSentEvent(stream, retry_duration=1000)
 
 
-async def _stream(feed: RunFeed) -> AsyncIterator[ServerSentEventMessage]:
-    with feed.updates() as queue:
-        yield ServerSentEventMessage(comment="listening")
-        while True:
-            try:
-                update = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE)
-            except TimeoutError:
-                yield ServerSentEventMessage(comment="keep-alive")
-                continue
-            yield ServerSentEventMessage(event="run", data=_encoder.encode(update).decode())
+async def _stream(feed: RunFeed, seat: Seat) -> AsyncIterator[ServerSentEventMessage]:
+    try:
+        with feed.updates() as page:
+            yield ServerSentEventMessage(comment="listening")
+            while True:
+                try:
+                    update = await page.next(KEEP_ALIVE)
+                except TimeoutError:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                    continue
+                if update is None:  # too far behind: ended, the browser reconnects
+                    return
+                yield ServerSentEventMessage(event="run", data=_encoder.encode(update).decode())
+    finally:
+        seat.release()
+
+
+def _no_thumbnail(status: int, detail: str, headers: dict[str, str]) -> Response[Any]:
+    body = {"status_code": status, "detail": detail[:500]}
+    return Response(body, status_code=status, headers=headers)
 
 
 async def _meta(rules: DeletionRules, content_hash: str) -> ItemMeta | None:

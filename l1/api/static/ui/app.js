@@ -4,6 +4,8 @@
 
 const TOKEN_KEY = "l1-token";
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+// How long a page refused a place on the live feed waits before asking again (ms).
+const LISTEN_AGAIN_MS = 5000;
 
 function token() {
   return localStorage.getItem(TOKEN_KEY) || "";
@@ -195,19 +197,27 @@ async function catchUp() {
 function setupLive() {
   if (!document.getElementById("runs") && !document.getElementById("run-detail")) return;
   const indicator = document.getElementById("live-state");
-  const source = new EventSource("/ui/events");
   let chain = Promise.resolve();
-  // Once listening, catch up on what changed between rendering the page and now.
-  source.addEventListener("open", () => {
-    indicator?.classList.add("on");
-    chain = chain.then(catchUp).catch((error) => console.warn(error));
-  });
-  source.addEventListener("error", () => indicator?.classList.remove("on"));
-  source.addEventListener("run", (event) => {
-    const update = JSON.parse(event.data);
-    // One at a time, in order, so that an older state never replaces a newer one.
-    chain = chain.then(() => onRunUpdate(update)).catch((error) => console.warn(error));
-  });
+  const listen = () => {
+    const source = new EventSource("/ui/events");
+    // Once listening, catch up on what changed between rendering the page and now.
+    source.addEventListener("open", () => {
+      indicator?.classList.add("on");
+      chain = chain.then(catchUp).catch((error) => console.warn(error));
+    });
+    source.addEventListener("error", () => {
+      indicator?.classList.remove("on");
+      // A refusal (429: too many pages listening) closes the source for good; the
+      // browser retries only a dropped stream, so try again later here.
+      if (source.readyState === EventSource.CLOSED) setTimeout(listen, LISTEN_AGAIN_MS);
+    });
+    source.addEventListener("run", (event) => {
+      const update = JSON.parse(event.data);
+      // One at a time, in order, so that an older state never replaces a newer one.
+      chain = chain.then(() => onRunUpdate(update)).catch((error) => console.warn(error));
+    });
+  };
+  listen();
 }
 
 function setupRefresh() {

@@ -19,6 +19,7 @@ from l1.settings import Settings
 from l1.stack import ServerProcess, free_port, nats_server, redis_server
 from l1.workers.heartbeat import BUCKET as HEARTBEATS
 from tests.harness import Harness
+from tests.l2_server import FakeL2
 from tests.processes import Deployment, OwnServers
 
 
@@ -99,6 +100,15 @@ async def settings(servers: Servers, tmp_path: Path) -> Settings:
 async def l1(settings: Settings) -> AsyncIterator[Harness]:
     async with Harness(settings).running() as harness:
         yield harness
+
+
+@pytest.fixture
+async def l2() -> AsyncIterator[FakeL2]:
+    """A stand-in for L2 over real HTTP (``L1_L2_URL``)."""
+    server = FakeL2()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -10,22 +10,46 @@ ones; what one host stores reaches the others only through JetStream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from l1.cache.blobs import BUCKET
+from l1.events.streams import (
+    CACHE_PROJECTOR,
+    EVENTS_STREAM,
+    RENDER_STREAM,
+    RUN_PROJECTOR,
+    WORKERS,
+)
 from l1.stack import ServerProcess, nats_server, redis_server
 from tests.harness import wait_for
 from tests.processes import Deployment
 
-__all__ = ["Cluster", "host"]
+__all__ = ["GROUPS", "NODES", "Cluster", "hand_leadership", "host", "leaders"]
 
 NODES = 3
+
+# What a server may lead that runs depend on: a stream (consumer None) or a durable
+# consumer of one. Each is a Raft group of its own, with a leader of its own.
+Group = tuple[str, str | None]
+GROUPS: tuple[Group, ...] = (
+    (f"OBJ_{BUCKET}", None),  # the blob tier
+    (RENDER_STREAM, None),
+    (RENDER_STREAM, WORKERS),
+    (EVENTS_STREAM, None),
+    (EVENTS_STREAM, RUN_PROJECTOR),
+    (EVENTS_STREAM, CACHE_PROJECTOR),
+)
 
 
 class Cluster:
@@ -47,6 +71,11 @@ class Cluster:
         self.redis: ServerProcess = redis_server(
             port=_unclaimed_port(), data_dir=root / "redis", log_path=root / "logs" / "redis.log"
         )
+
+    @staticmethod
+    def name(node: int) -> str:
+        """Node ``node``'s server name (what JetStream reports as a group's leader)."""
+        return f"n{node}"
 
     def url(self, node: int) -> str:
         """Node ``node``'s URL."""
@@ -72,6 +101,14 @@ class Cluster:
         finally:
             await nc.close()
 
+    async def kill(self, node: int) -> None:
+        """Kill node ``node`` at once (SIGKILL), as a crash would."""
+        await asyncio.to_thread(self.nodes[node].kill)
+
+    async def revive(self, node: int) -> None:
+        """Start node ``node`` again on its port and data."""
+        await asyncio.to_thread(self.nodes[node].start)
+
     async def stop(self) -> None:
         """Stop every server still running."""
         await asyncio.gather(
@@ -91,6 +128,43 @@ def _unclaimed_port() -> int:
             except OSError:
                 continue
         return port
+
+
+async def leaders(js: JetStreamContext) -> dict[Group, str | None]:
+    """The server leading each of :data:`GROUPS` now, by name; None for a group that
+    has none this moment (electing one, or its info not answered)."""
+    found: dict[Group, str | None] = {}
+    for stream, consumer in GROUPS:
+        try:
+            if consumer is None:
+                info = (await js.stream_info(stream)).cluster
+            else:
+                info = (await js.consumer_info(stream, consumer)).cluster
+        except (nats.errors.Error, TimeoutError):
+            info = None
+        found[(stream, consumer)] = None if info is None else info.leader
+    return found
+
+
+async def hand_leadership(
+    nc: NATS, js: JetStreamContext, name: str, groups: Collection[Group] = GROUPS
+) -> None:
+    """Make the server called ``name`` the leader of every one of ``groups`` (a leader
+    stepdown naming it as preferred), and wait until it leads them all."""
+
+    async def leads_all() -> bool:
+        led = {group: leader for group, leader in (await leaders(js)).items() if group in groups}
+        for (stream, consumer), leader in led.items():
+            if leader is None or leader == name:
+                continue
+            group = stream if consumer is None else f"{stream}.{consumer}"
+            kind = "STREAM" if consumer is None else "CONSUMER"
+            request = json.dumps({"placement": {"preferred": name}}).encode()
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.request(f"$JS.API.{kind}.LEADER.STEPDOWN.{group}", request, timeout=2)
+        return all(leader == name for leader in led.values())
+
+    await wait_for(leads_all, timeout=60, interval=0.5)
 
 
 async def _answers(js: JetStreamContext) -> bool:

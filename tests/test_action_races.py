@@ -25,14 +25,6 @@ AT_ONCE = 20
 
 
 @pytest.fixture
-async def l2() -> AsyncIterator[FakeL2]:
-    server = FakeL2()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def l1(settings: Settings, l2: FakeL2) -> AsyncIterator[Harness]:
     """A deployment with the test-only effects, one attempt per render, and an L2."""
     tuned = msgspec.structs.replace(with_test_effects(settings, max_deliver=1), l2_url=l2.url)

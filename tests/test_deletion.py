@@ -16,14 +16,6 @@ from tests.l2_server import FakeL2
 
 
 @pytest.fixture
-async def l2() -> AsyncIterator[FakeL2]:
-    server = FakeL2()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def l1(settings: Settings, l2: FakeL2) -> AsyncIterator[Harness]:
     with_l2 = msgspec.structs.replace(settings, l2_url=l2.url, l2_timeout=1.0)
     async with Harness(with_l2).running() as harness:

@@ -4,17 +4,26 @@ between hosts through the blob tier, and losing a NATS server loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import nats
+import nats.errors
 import pytest
+from nats.js import JetStreamContext
+from nats.js.api import ObjectStoreConfig, StorageType
+from PIL import Image
 
+from l1.cache.blobs import BUCKET
+from l1.events.streams import EVENTS_STREAM, RENDER_STREAM, RUN_PROJECTOR, WORKERS
 from l1.identifiers import sha3_hex
 from tests.effect_fixtures import slow_output, stamp_output
-from tests.fleet import Cluster, host
+from tests.fleet import GROUPS, NODES, Cluster, hand_leadership, host, leaders
 from tests.harness import EventTap, wait_for
 from tests.processes import Deployment
 
@@ -181,3 +190,262 @@ async def _until_ok(
         return response
 
     return await wait_for(answered, timeout=60, interval=0.2)
+
+
+# Runs submitted in each phase of a kill: before it (in flight when the server goes),
+# while the server is down, and once it is back.
+PER_PHASE = 8
+# Every run accepted finishes within this long of the new leaders being elected (or of
+# its acceptance, if later). Redelivery after AckWait (10 s here) fits well inside it.
+WITHIN = 60.0
+
+
+INVERT_THEN_STAMP = b"""
+name: invert-then-stamp
+inputs: [{name: picture}]
+nodes:
+  - {id: src, type: SOURCE, config: {input: picture}}
+  - {id: inverted, type: EFFECT, config: {effect: invert}, inputs: [src]}
+  - {id: stamped, type: EFFECT, config: {effect: stamp}, inputs: [inverted]}
+output: stamped
+"""
+
+
+@pytest.fixture
+async def unreconciled(
+    tmp_path: Path, cluster: Cluster
+) -> AsyncIterator[tuple[Deployment, Deployment]]:
+    """Hosts A and B whose reconciler never finds a run stale (not within an hour):
+    a render request lost in a failover stays lost, rather than being sent again."""
+    never = {"L1_STALE_AFTER": "3600", "L1_RECONCILE_EVERY": "3600"}
+    a, b = host(tmp_path, cluster, 0, **never), host(tmp_path, cluster, 1, **never)
+    try:
+        yield a, b
+    finally:
+        await asyncio.gather(a.close(), b.close())
+        print(a.logs(), b.logs(), sep="\n")
+
+
+def small_picture() -> bytes:
+    """A PNG of a few random pixels: an input no other run has used."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (4, 4), os.urandom(48)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_every_run_finishes_within_a_minute_of_each_server_dying_as_leader(
+    unreconciled: tuple[Deployment, Deployment], cluster: Cluster
+) -> None:
+    a, b = unreconciled
+    await asyncio.gather(a.start_api(timeout=60), b.start_api(timeout=60))
+    a.start_worker(concurrency=2)
+    b.start_worker(concurrency=2)
+    registered = await a.http.post("/recipes", content=INVERT_THEN_STAMP)
+    assert registered.status_code == 201, registered.text
+    apis = [a, b]
+    loop = asyncio.get_running_loop()
+    accepted: dict[str, float] = {}  # run id → when its POST was answered
+
+    async def submit(number: int) -> None:
+        # Uploaded through one host and submitted through the other, which finds the
+        # input in the blob tier. Two steps: the API sends the first, the run projector
+        # the second.
+        stored = await _until_accepted(apis[number % 2].http, "/cache", content=small_picture())
+        body = {"recipe": "invert-then-stamp", "inputs": {"picture": stored.json()["content_hash"]}}
+        run = await _until_accepted(apis[(number + 1) % 2].http, "/runs", json=body)
+        accepted[run.json()["run_id"]] = loop.time()
+
+    async def submit_many() -> None:
+        await asyncio.gather(*(submit(n) for n in range(PER_PHASE)))
+
+    async def finished_by(run_id: str, deadline: float) -> float | None:
+        """When the run finished (completed), or None if it had not by ``deadline``."""
+        try:
+            run = await a.finished(run_id, timeout=max(deadline - loop.time(), 0.1))
+        except AssertionError:
+            return None
+        assert run["status"] == "completed", run
+        return loop.time()
+
+    control = await nats.connect(servers=cluster.urls().split(","))
+    js = control.jetstream(timeout=1)
+    after_election: list[float] = []  # seconds from the election to each run finishing
+    try:
+        for victim in range(NODES):
+            name = cluster.name(victim)
+            await hand_leadership(control, js, name)  # every group dies with it
+            first = len(accepted)
+            await submit_many()  # queued or rendering when their leaders die
+            await cluster.kill(victim)
+            down = asyncio.ensure_future(submit_many())
+            await wait_for(lambda: _elected_without(js, name), timeout=60, interval=0.1)  # noqa: B023
+            elected_at = loop.time()
+            await down
+            await cluster.revive(victim)
+            await submit_many()
+            run_ids = list(accepted)[first:]
+            deadlines = [max(elected_at, accepted[run_id]) + WITHIN for run_id in run_ids]
+            ends = await asyncio.gather(*map(finished_by, run_ids, deadlines))
+            stuck = [run_id for run_id, end in zip(run_ids, ends, strict=True) if end is None]
+            assert not stuck, f"killing {name}: {await _stuck(a, js, stuck)}"
+            after_election += [end - elected_at for end in ends if end is not None]
+    finally:
+        await control.close()
+    print(f"{len(accepted)} runs over {NODES} kills of every leader;", end=" ")
+    print(f"the last finished {max(after_election):.1f}s after its new leaders were elected")
+
+
+async def _elected_without(js: JetStreamContext, name: str) -> bool:
+    """True once every group has a leader other than the server called ``name``."""
+    return all(leader not in (None, name) for leader in (await leaders(js)).values())
+
+
+async def _stuck(deployment: Deployment, js: JetStreamContext, run_ids: list[str]) -> str:
+    """What the runs left unfinished read, and whether their requests are still queued."""
+    lines = [f"{len(run_ids)} run(s) not finished in time"]
+    for run_id in run_ids[:5]:
+        run = await deployment.run(run_id)
+        steps = []
+        for step in run["steps"]:
+            subject = f"l1.render.{run['recipe']}.{run_id}.{step['node_id']}"
+            try:
+                await js.get_last_msg(RENDER_STREAM, subject)
+                queued = "queued"
+            except (nats.errors.Error, TimeoutError) as error:
+                queued = f"not queued ({type(error).__name__})"
+            steps.append(f"{step['node_id']} {step['status']}, request {queued}")
+        said = "; ".join(steps)
+        lines.append(f"{run_id[:12]} {run['status']} attempts={run['attempts']}: {said}")
+    with contextlib.suppress(nats.errors.Error, TimeoutError):
+        info = await js.consumer_info(RENDER_STREAM, WORKERS)
+        lines.append(
+            f"workers: pending {info.num_pending}, unacked {info.num_ack_pending}, "
+            f"redelivered {info.num_redelivered}, pulls waiting {info.num_waiting}, "
+            f"led by {info.cluster.leader if info.cluster else None}"
+        )
+    return "\n".join(lines)
+
+
+async def test_a_run_accepted_while_the_blob_tier_cannot_answer_is_still_sent(
+    unreconciled: tuple[Deployment, Deployment], cluster: Cluster
+) -> None:
+    # The tier's bucket on one server only, so that killing it leaves the tier silent
+    # while the streams (three replicas) go on: the API records the run, then cannot
+    # ask the tier about its input.
+    control = await nats.connect(servers=cluster.urls().split(","))
+    try:
+        js = control.jetstream(timeout=2)
+        single = ObjectStoreConfig(bucket=BUCKET, storage=StorageType.FILE, replicas=1)
+        await js.create_object_store(BUCKET, single)
+        info = await js.stream_info(f"OBJ_{BUCKET}")
+        assert info.cluster is not None
+        holder = next(n for n in range(NODES) if cluster.name(n) == info.cluster.leader)
+    finally:
+        await control.close()
+    a, b = unreconciled
+    await asyncio.gather(a.start_api(timeout=60), b.start_api(timeout=60))
+    b.start_worker()
+    await wait_for(lambda: _workers(b), timeout=60, interval=0.2)
+    item = await b.upload(small_picture())  # B holds a copy; A must ask the tier
+    await cluster.kill(holder)
+    body = {"recipe": "invert", "inputs": [item]}
+
+    first = await a.http.post("/runs", json=body)  # while the tier cannot answer
+
+    assert first.status_code in (202, 503), first.text
+    await cluster.revive(holder)
+    run_id = (await _until_accepted(a.http, "/runs", json=body)).json()["run_id"]
+    control = await nats.connect(servers=cluster.urls().split(","))
+    try:
+        try:
+            run = await a.finished(run_id, timeout=WITHIN)
+        except AssertionError:
+            raise AssertionError(await _stuck(a, control.jetstream(), [run_id])) from None
+    finally:
+        await control.close()
+    assert run["status"] == "completed", run
+
+
+async def _workers(deployment: Deployment) -> bool:
+    """True once a worker says it is alive."""
+    response = await deployment.http.get("/workers")
+    return response.status_code == 200 and bool(response.json()["items"])
+
+
+SLOW_THEN_STAMP = b"""
+name: slow-then-stamp
+inputs: [{name: picture}]
+nodes:
+  - {id: src, type: SOURCE, config: {input: picture}}
+  - {id: slowly, type: EFFECT, config: {effect: slow}, inputs: [src]}
+  - {id: stamped, type: EFFECT, config: {effect: stamp}, inputs: [slowly]}
+output: stamped
+"""
+
+
+async def test_a_next_step_not_sent_while_the_render_queue_was_down_is_sent_once_it_is_back(
+    unreconciled: tuple[Deployment, Deployment], cluster: Cluster
+) -> None:
+    a, b = unreconciled
+    await asyncio.gather(a.start_api(timeout=60), b.start_api(timeout=60))
+    b.start_worker()
+    await wait_for(lambda: _workers(b), timeout=60, interval=0.2)  # streams declared
+    control = await nats.connect(servers=cluster.urls().split(","))
+    try:
+        js = control.jetstream(timeout=2)
+        # The render queue on one server only, so that killing it stops every send to
+        # it for as long as it is down, while the events (three replicas) go on.
+        config = (await js.stream_info(RENDER_STREAM)).config
+        config.num_replicas = 1
+        await js.update_stream(config)
+        leader = await wait_for(lambda: _on_one_server(js, RENDER_STREAM, WORKERS), timeout=30)
+        holder = next(n for n in range(NODES) if cluster.name(n) == leader)
+        elsewhere = cluster.name((holder + 1) % NODES)
+        events = [group for group in GROUPS if group[0] == EVENTS_STREAM]
+        await hand_leadership(control, js, elsewhere, events)
+        registered = await a.http.post("/recipes", content=SLOW_THEN_STAMP)
+        assert registered.status_code == 201, registered.text
+        data = unique("two steps")
+        body = {"recipe": "slow-then-stamp", "inputs": {"picture": await a.upload(data)}}
+        run_id = (await _until_accepted(a.http, "/runs", json=body)).json()["run_id"]
+        await wait_for(lambda: _reads(a, run_id, "running"), timeout=30)
+
+        await cluster.kill(holder)  # while the first step renders
+        # Its event comes back (the next step could not be sent) until the queue is back.
+        await wait_for(lambda: _redelivered(js, RUN_PROJECTOR), timeout=60, interval=0.2)
+        await cluster.revive(holder)
+
+        try:
+            run = await a.finished(run_id, timeout=WITHIN)
+        except AssertionError:
+            raise AssertionError(await _stuck(a, js, [run_id])) from None
+    finally:
+        await control.close()
+    assert run["status"] == "completed", run
+    assert run["output_hash"] == sha3_hex(stamp_output(slow_output(data)))
+
+
+async def _on_one_server(js: JetStreamContext, stream: str, durable: str) -> str | None:
+    """The server holding ``stream`` and its consumer ``durable``, once both are kept
+    on that one alone (no followers left)."""
+    try:
+        kept = await js.stream_info(stream)
+        consumer = await js.consumer_info(stream, durable)
+    except (nats.errors.Error, TimeoutError):
+        return None
+    alone = [info for info in (kept.cluster, consumer.cluster) if info and not info.replicas]
+    leaders = {info.leader for info in alone}
+    return leaders.pop() if len(alone) == 2 and len(leaders) == 1 else None
+
+
+async def _reads(deployment: Deployment, run_id: str, status: str) -> bool:
+    return (await deployment.run(run_id))["status"] == status
+
+
+async def _redelivered(js: JetStreamContext, durable: str) -> bool:
+    """True while an event of ``durable``'s is being delivered again."""
+    try:
+        info = await js.consumer_info(EVENTS_STREAM, durable)
+    except (nats.errors.Error, TimeoutError):
+        return False
+    return bool(info.num_redelivered)

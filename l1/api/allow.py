@@ -14,7 +14,7 @@ from litestar.routes import HTTPRoute
 
 if TYPE_CHECKING:
     from litestar import Litestar
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
 __all__ = ["answer_options"]
 
@@ -24,15 +24,20 @@ def answer_options(app: ASGIApp) -> ASGIApp:
     allowed: dict[str, bytes] = {}  # path template -> Allow, worked out once per path
 
     async def options(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "OPTIONS":
+        if scope.get("method") != "OPTIONS":
             await app(scope, receive, send)
             return
         template = scope["path_template"]
         allow = allowed.get(template)
         if allow is None:
             allow = allowed[template] = _allow(scope["litestar_app"], template)
-        await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", allow)]})
-        await send({"type": "http.response.body", "body": b""})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [(b"allow", allow)],
+        }
+        await send(start)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return options
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, BinaryIO
 
+import nats.errors
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -154,6 +155,8 @@ class BlobTier:
             received = 0
             while received < (info.size or 0):
                 batch = [msg.data for msg in await chunks.fetch(WINDOW, timeout=IDLE)]
+                if not batch:  # nats-py may end a silent wait with nothing rather than raise
+                    raise nats.errors.TimeoutError
                 await asyncio.to_thread(_write_all, into, batch)
                 received += sum(len(data) for data in batch)
         finally:

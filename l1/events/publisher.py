@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from nats.js.api import Header
+from nats.js.errors import APIError
 
 from l1.errors import DependencyDown
 from l1.events import subjects
@@ -20,7 +21,11 @@ if TYPE_CHECKING:
     from l1.events.schemas import Event
     from l1.schemas import RenderRequest
 
-__all__ = ["Publisher"]
+__all__ = ["IN_PROCESS", "Publisher"]
+
+# JetStream's answer to a message whose de-duplication id it is storing this moment
+# ("duplicate message id is in process"); it comes to repeats sent during a failover.
+IN_PROCESS = 10158
 
 _encoder = msgspec.json.Encoder()
 
@@ -68,6 +73,15 @@ class Publisher:
 
         async def once() -> PubAck:
             self.require_connected()
-            return await self._js.publish(subject, payload, timeout=self._timeout, headers=headers)
+            try:
+                return await self._js.publish(
+                    subject, payload, timeout=self._timeout, headers=headers
+                )
+            except APIError as error:
+                if error.err_code != IN_PROCESS:
+                    raise
+                # A repeat of a publish whose ack was lost, while the first is still
+                # being stored: a later repeat learns its outcome (as a duplicate).
+                raise DependencyDown(f"JetStream is still storing {subject}") from error
 
         return await patiently(once, within=self._patience, what=f"publishing on {subject}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import nats.errors
 from msgspec.structs import replace
+from redis.exceptions import RedisError
 
 from l1.errors import DependencyDown
 from l1.events.schemas import RunSubmitted
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 # A run recorded while NATS was unreachable is sent again this often, for this long.
 RESEND_EVERY = 1.0
 RESEND_FOR = 120.0
+
+# What a dependency that cannot answer this moment raises (NATS, the tier, Redis).
+UNANSWERED = (nats.errors.Error, TimeoutError, DependencyDown, RedisError, OSError)
 
 
 class Scheduler:
@@ -90,10 +94,19 @@ class Scheduler:
     ) -> list[RenderRequest]:
         """The first requests of ``run`` (as submitted, no step planned) now that it is
         ``recorded`` (planned as if nothing were cached) and ``outputs`` are what its
-        steps made before; a plan that differs (a cached step) is recorded too."""
-        prepared, requests = self.plan(run, await self.existing(outputs))
-        if prepared.steps != recorded.steps:
-            await self._runs.update(run.run_id, lambda r: _replan(r, prepared))
+        steps made before; a plan that differs (a cached step) is recorded too.
+
+        Never fails for want of an answer: a recorded run must be sent now, since a
+        submit tried again finds it recorded and sends nothing. If the cache or Redis
+        cannot answer (a cluster electing a leader), the run goes as recorded, taking
+        nothing from the cache (a cached step is rendered again, which is harmless)."""
+        try:
+            prepared, requests = self.plan(run, await self.existing(outputs))
+            if prepared.steps != recorded.steps:
+                await self._runs.update(run.run_id, lambda r: _replan(r, prepared))
+        except UNANSWERED as error:
+            log.warning("run %s sent as recorded: the cache did not answer (%r)", run.run_id, error)
+            _, requests = self.plan(run, {})
         return requests
 
     async def existing(self, outputs: Mapping[str, str]) -> dict[str, str]:
@@ -128,8 +141,11 @@ class Scheduler:
         while loop.time() < deadline:
             await asyncio.sleep(RESEND_EVERY)
             try:
+                current = await self._runs.get(run.run_id)
+                if current is None or current.generation != run.generation:
+                    return  # discarded, or sent again by a retry, meanwhile
                 await self.announce(run, requests)
-            except (nats.errors.Error, TimeoutError, DependencyDown):
+            except UNANSWERED:
                 continue
             return
         log.warning(
@@ -143,10 +159,15 @@ class Scheduler:
         await asyncio.gather(*self._later, return_exceptions=True)
 
     async def advance(self, run: Run, *, copy: str = "first") -> None:
-        """Send the steps of ``run`` that became ready, and record them as dispatched."""
+        """Send the steps of ``run`` that became ready, then record them as dispatched.
+
+        In that order: if sending fails, the event that called for it comes again and
+        finds the steps still pending, so they are sent then (a repeat that did reach
+        JetStream is dropped as a duplicate). Recorded first, they would read
+        dispatched and never be sent."""
         prepared, requests = await self.ready(run)
-        await self._record(run, prepared)
         await self.send(requests, copy=copy)
+        await self._record(run, prepared)
 
     async def resend_lost(
         self, run: Run, *, queued: Callable[[RenderRequest], Awaitable[bool]], copy: str
@@ -155,8 +176,8 @@ class Scheduler:
         waiting for a worker (and any that became ready); returns how many."""
         prepared, requests = await self.ready(run, resend=True)
         lost = [r for r in requests if not await queued(r)]
-        await self._record(run, prepared)
         await self.send(lost, copy=copy)
+        await self._record(run, prepared)
         return len(lost)
 
     async def _record(self, run: Run, prepared: Run) -> None:

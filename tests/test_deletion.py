@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
+import httpx
 import msgspec
 import pytest
 
@@ -192,16 +193,22 @@ async def test_delete_racing_a_run_never_loses_a_completed_runs_items(
 
 
 async def _race(l1: Harness, *, rounds: int) -> set[tuple[int, int]]:
+    """Race a delete and a submit of one item, ``rounds`` times at least and until both
+    have won (at most 8 times as many rounds): who wins hangs on how the two requests'
+    steps interleave, which the machine's load shifts, so the second to leave is held
+    back by a few more turns of the event loop each round to sweep the interleavings."""
     outcomes: set[tuple[int, int]] = set()
-    for round_ in range(rounds):
+    for round_ in range(rounds * 8):
+        if round_ >= rounds and len(outcomes) > 1:
+            break
         item = await upload(l1)
         delete = l1.http.delete(f"/cache/{item}")
         submit = l1.http.post("/runs", json={"recipe": "identity", "inputs": [item]})
-        # Alternate which request leaves first, so both orders are exercised.
-        if round_ % 2:
-            submitted, deleted = await asyncio.gather(submit, delete)
+        later = round_ // 2 % 24  # turns of the loop the second request waits
+        if round_ % 2:  # alternate which request leaves first
+            submitted, deleted = await asyncio.gather(submit, _after(later, delete))
         else:
-            deleted, submitted = await asyncio.gather(delete, submit)
+            deleted, submitted = await asyncio.gather(delete, _after(later, submit))
         outcomes.add((deleted.status_code, submitted.status_code))
         assert not (deleted.status_code == 204 and submitted.status_code in (200, 202)) or (
             (await l1.finished_run(submitted.json()["run_id"]))["status"] != "completed"
@@ -212,6 +219,12 @@ async def _race(l1: Harness, *, rounds: int) -> set[tuple[int, int]]:
                 assert (await l1.http.get(f"/cache/{item}")).status_code == 200
                 assert deleted.status_code in (409, 404)
     return outcomes
+
+
+async def _after(turns: int, request: Awaitable[httpx.Response]) -> httpx.Response:
+    for _ in range(turns):
+        await asyncio.sleep(0)  # one turn of the event loop: an offset, not a wait
+    return await request
 
 
 async def _listed(l1: Harness, item: str) -> bool:

@@ -50,8 +50,10 @@ class IndexRepair:
         indexed = set(await self._index.hashes())
         added = sum([await self._add(h) for h in sorted(on_disk - indexed)])
         missing = sorted(indexed - on_disk)
-        lost = sum([await self._lost(h) for h in missing])
-        removed = sum([await self._remove(h) for h in missing])
+        # On one machine a copy set aside as damaged was the only one: lost, not forgotten.
+        damaged = [] if self._items.shared else [h for h in missing if self._store.was_damaged(h)]
+        lost = sum([await self._lost(h) for h in damaged])
+        removed = sum([await self._remove(h) for h in missing if h not in damaged])
         if added or removed or lost:
             return (
                 f"cache index mended: {added} file(s) indexed, {removed} missing file(s)"
@@ -60,10 +62,8 @@ class IndexRepair:
         return None
 
     async def _lost(self, content_hash: str) -> bool:
-        """Mark the item lost when its only copy was set aside as damaged; True when
+        """Mark the item, whose only copy was set aside as damaged, lost; True when
         newly marked."""
-        if self._items.shared or not self._store.was_damaged(content_hash):
-            return False
         if await self._references.busy(content_hash) or self._store.exists(content_hash):
             return False
         if not await self._index.record_lost(content_hash):
@@ -97,8 +97,6 @@ class IndexRepair:
         return True
 
     async def _remove(self, content_hash: str) -> bool:
-        if not self._items.shared and self._store.was_damaged(content_hash):
-            return False  # lost, not forgotten
         if await self._references.busy(content_hash) or await self._items.contains(content_hash):
             return False
         await self._index.record_deleted(content_hash)

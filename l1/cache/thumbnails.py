@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import msgspec
 
+from l1.effects.limits import MediaLimits
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -86,11 +88,9 @@ def make_thumbnail(job: ThumbnailJob) -> None:
 
 def check_size(width: int, height: int, max_pixels: int, kind: str) -> None:
     """Raise :class:`Refused` when a ``width`` x ``height`` picture is over the limit."""
-    if width * height > max_pixels:
-        raise Refused(
-            f"refused: the {kind} is {width}x{height} ({width * height / 1e6:.3g} megapixels);"
-            f" the limit is {max_pixels / 1e6:.3g} megapixels"
-        )
+    refusal = MediaLimits(max_pixels=max_pixels).frame_refusal(width, height, kind)
+    if refusal is not None:
+        raise Refused(refusal)
 
 
 def _image(job: ThumbnailJob) -> Image:

@@ -22,3 +22,13 @@ class MediaLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_pixels: int = MAX_PIXELS
     max_frames: int = MAX_FRAMES
     max_seconds: float = MAX_SECONDS
+
+    def frame_refusal(self, width: int, height: int, kind: str) -> str | None:
+        """Why a ``width`` x ``height`` picture (a ``kind``) is refused, or None when its
+        pixels are within the limit."""
+        if width * height <= self.max_pixels:
+            return None
+        return (
+            f"refused: the {kind} is {width}x{height} ({width * height / 1e6:.3g} megapixels); "
+            f"the limit is {self.max_pixels / 1e6:.3g} megapixels"
+        )

@@ -123,11 +123,8 @@ def check_limits(info: MediaInfo, limits: MediaLimits = _DEFAULT) -> None:
 def check_frame(width: int, height: int, limits: MediaLimits, *, kind: str = "video") -> None:
     """Raise :class:`MediaError` when a ``width`` x ``height`` picture has more pixels
     than ``limits`` allow."""
-    if width * height > limits.max_pixels:
-        raise MediaError(
-            f"refused: the {kind} is {width}x{height} ({width * height / 1e6:.3g} megapixels); "
-            f"the limit is {limits.max_pixels / 1e6:.3g} megapixels"
-        )
+    if (refusal := limits.frame_refusal(width, height, kind)) is not None:
+        raise MediaError(refusal)
 
 
 def open_image(path: Path, limits: MediaLimits = _DEFAULT) -> Image.Image:

@@ -4,6 +4,10 @@ Run from the repository root (needs ``ffmpeg`` on the PATH, e.g. Debian's packag
 
     python -m bench.render_vs_ffmpeg                      # grayscale, blur, sepia; 3 rounds
     python -m bench.render_vs_ffmpeg --effects invert,flip,mirror --rounds 5
+    python -m bench.render_vs_ffmpeg --effects all --rounds 2   # every per-frame effect
+
+Each effect runs with the representative params of :data:`PARAMS` (its defaults when
+it has no entry there).
 
 A 10 s 1280x720 30 fps clip (``testsrc2`` with a sine tone, libx264 + AAC) is made
 with ffmpeg first. Each round then renders every effect twice over it: once through
@@ -30,7 +34,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +42,22 @@ from typing import Any, NamedTuple
 __all__ = ["main", "make_test_clip"]
 
 DEFAULT_EFFECTS = "grayscale,blur,sepia"
+
+# Representative params per effect, for the 1280x720 clip.
+PARAMS: dict[str, dict[str, Any]] = {
+    "blur": {"radius": 2},
+    "sepia": {},
+    "sharpen": {},
+    "brightness": {"factor": 1.3},
+    "contrast": {"factor": 1.5},
+    "saturation": {"factor": 1.5},
+    "hue_shift": {"degrees": 90},
+    "posterize": {"bits": 3},
+    "pixelate": {"block_size": 8},
+    "resize": {"width": 640, "height": 360},
+    "rotate": {"degrees": 30},
+    "crop": {"left": 160, "top": 90, "width": 960, "height": 540},
+}
 
 
 def make_test_clip(path: Path, args: argparse.Namespace) -> Path:
@@ -58,18 +77,34 @@ def _ffmpeg(*arguments: str) -> None:
     subprocess.run(command, check=True)
 
 
+def _effect_names(chosen: str) -> list[str]:
+    """The effects ``--effects`` names: a comma-separated list, or ``all``."""
+    if chosen.strip() == "all":
+        from l1.effects.catalogue import frame_effects
+
+        return [effect.name for effect in frame_effects()]
+    return [name.strip() for name in chosen.split(",") if name.strip()]
+
+
+def _params(name: str, encoding: dict[str, Any]) -> dict[str, Any]:
+    return {**PARAMS.get(name, {}), "encoding": encoding}
+
+
 def _filter_chain(name: str, clip: Path, encoding: dict[str, Any]) -> tuple[Any, Any, str]:
     """The effect ``name``, its params, and the libavfilter chain it filters video with."""
     from l1.effects.catalogue import frame_effects
     from l1.effects.media.probe import probe
+    from l1.effects.render.frames import FrameEffect
 
     effects = {effect.name: effect for effect in frame_effects()}
     if name not in effects:
         raise SystemExit(f"{name!r} is not a per-frame effect; these are: {', '.join(effects)}")
     effect = effects[name]
-    params = effect.parse_params({"encoding": encoding})
+    params = effect.parse_params(_params(name, encoding))
     info = probe(clip)
-    chain = effect.load().video_filter(params, (info.width or 0, info.height or 0))
+    render = effect.load()
+    assert isinstance(render, FrameEffect)
+    chain = render.video_filter(params, (info.width or 0, info.height or 0))
     if chain is None:
         raise SystemExit(f"{name!r} has no libavfilter chain (it renders through Pillow)")
     return effect, params, chain
@@ -93,7 +128,7 @@ def _time_l1(effect: Any, clip: Path, encoding: dict[str, Any], workdir: Path) -
 
     started, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
     render = effect.load()
-    params = effect.parse_params({"encoding": encoding})
+    params = effect.parse_params(_params(effect.name, encoding))
     render([clip], workdir, params, RenderContext())
     return Timing(time.perf_counter() - started, _cpu(resource.RUSAGE_SELF) - cpu)
 
@@ -131,7 +166,7 @@ def _machine() -> list[str]:
 def main() -> None:
     """Make the clip, run the rounds, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--effects", default=DEFAULT_EFFECTS, help="comma-separated names")
+    parser.add_argument("--effects", default=DEFAULT_EFFECTS, help="comma-separated names, or all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--width", type=int, default=1280)
@@ -153,7 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         clip = make_test_clip(root / "clip.mp4", args)
-        chosen = [name.strip() for name in args.effects.split(",") if name.strip()]
+        chosen = _effect_names(args.effects)
         chains = {name: _filter_chain(name, clip, encoding) for name in chosen}
         ratios: dict[str, list[float]] = {name: [] for name in chosen}
         cpu_ratios: dict[str, list[float]] = {name: [] for name in chosen}
@@ -178,7 +213,7 @@ def main() -> None:
                 fps[name][1].append(theirs_fps)
                 ratios[name].append(ours_fps / theirs_fps)
                 print(
-                    f"round {round_ + 1} {name:<10} L1 {ours_fps:6.1f} fps  "
+                    f"round {round_ + 1} {name:<11} L1 {ours_fps:6.1f} fps  "
                     f"ffmpeg {theirs_fps:6.1f} fps  ratio {ours_fps / theirs_fps:.2f}  "
                     f"CPU ms/frame L1 {1000 * ours.cpu / frames:.1f} "
                     f"ffmpeg {1000 * theirs.cpu / frames:.1f}",
@@ -216,4 +251,4 @@ def _span(values: list[float]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

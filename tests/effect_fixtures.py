@@ -17,6 +17,8 @@ and writes its output into the render's work directory.
 - ``hog``: allocates (and touches) 512 MiB, then copies the input.
 - ``stamp``: the input's bytes followed by a marker line, at once, in the worker itself
   (inline): many runs that each make a new item, cheaply.
+- ``muxfail``: fails as FFmpeg's muxer does when it refuses the output it writes
+  (PyAV's ``ArgumentError`` naming the output's path).
 """
 
 from __future__ import annotations
@@ -129,6 +131,15 @@ def hog(inputs: Sequence[Path], workdir: Path, params: NoParams, context: Render
     return output
 
 
+def muxfail(
+    inputs: Sequence[Path], workdir: Path, params: NoParams, context: RenderContext
+) -> Path:
+    """Raise what PyAV raises when FFmpeg refuses to write the output."""
+    import av.error  # only where renders run: the API loads this module too
+
+    raise av.error.ArgumentError(22, "Invalid argument", str(workdir / "output.mp4"))
+
+
 def effects() -> list[Effect]:
     """The test-only effects, as ``L1_EFFECT_MODULES`` expects them."""
     return [
@@ -155,6 +166,12 @@ def effects() -> list[Effect]:
         ),
         Effect(name="crash", version="1", description="Dies of SIGSEGV.", render=_HERE + "crash"),
         Effect(name="hog", version="1", description="Takes 512 MiB.", render=_HERE + "hog"),
+        Effect(
+            name="muxfail",
+            version="1",
+            description="FFmpeg refuses the output.",
+            render=_HERE + "muxfail",
+        ),
         Effect(
             name="stamp",
             version="1",

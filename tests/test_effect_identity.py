@@ -16,15 +16,15 @@ from l1.effects.identity import effect_hash, render_source
 # that is meant (the output changed), bump the effect's version and pin the new hash.
 PINNED = {
     "identity": "d829014922dfbed0d139d253e6c856d29ff6cba1cd2c031b2df2584260deaddb",
-    # Version 2 of every effect that writes video: libx264 frame threads, and the
-    # per-frame effects libavfilter can do filtered in YUV.
-    "flip": "78448515c8c345fb481cd13795210b42664efa5f89c72b6fa323a89e2c96afeb",
-    "grayscale": "13e75a5587d272df13fd6dba8120c1dc58fdcfd620cb0d41c453af2d0430a521",
-    "blur": "1ae8781b00b823f69db265e7f7252cb2dedb23da15886a76b1b1c0e442d6e809",
-    "sepia": "3baa41c3d91e8ffa794a143bc35e8d48604ffdd49b4e61c72b3ac174bdcb837a",
-    "segment": "8897e3326b4c40f5173bc19bd879837fb0cf84246cd69e04f6c43db9746c89c3",
-    "mux": "6d53f0c034a5eb10dc1fb50b1e8c45a9bc2129f9e007a605a10de57cc19ca99e",
-    "blend": "7dd7ef701ec9bcb176474c935a4720d8ed6e2b493e3fe71448ccb920546cfd6e",
+    # Version 3 of every effect that writes video: outputs follow the input's format,
+    # and every per-frame effect filters video with libavfilter.
+    "flip": "f3fa943173670ef4cc065d65c5e1c072f5f9114bb65a6bae5b856584047b41e5",
+    "grayscale": "6847824a7e0fe5af216c87ecd0c5c0e7ecba0796c38a9b9d91cd37d5704fbb3d",
+    "blur": "d568d2a8e74fbabf882926f14bae77d6e8db0ad160b37c61b728aa98265f89f2",
+    "sepia": "4d457ffc690240d9666e4016e71306663830382e48e24f5b91d60a108f569512",
+    "segment": "acc5a3deba3b253b8c757401137fe2ea34a5f4ab00d455ca50c66e438ec4fdf5",
+    "mux": "dca02d873e9359e8a3e7916c1d32461881021bf31292db6f1648c497c5193f3f",
+    "blend": "52fb05ff4a45c0112b1e5043ed5057d11ee9b7d44616366d0ab73d2f5be125e0",
 }
 
 RENDER = '''

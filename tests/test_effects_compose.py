@@ -90,8 +90,8 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
 def test_effects_are_registered_with_two_inputs() -> None:
     for name in ("blend", "mux"):
         effect = EFFECTS[name]
-        assert effect.inputs == 2 and effect.version == "2"
-        expected = effect_hash(name, "2", effect.render)
+        assert effect.inputs == 2 and effect.version == "3"
+        expected = effect_hash(name, "3", effect.render)
         assert effect.content_hash == expected
     schema = EFFECTS["blend"].info().params
     assert "opacity" in str(schema) and "encoding" in str(schema)

@@ -14,9 +14,10 @@ from PIL import Image
 
 from l1.effects import RenderContext
 from l1.effects.catalogue import frame_effects
+from l1.effects.media.filters import FilterChain
 from l1.effects.media.probe import MediaError
 from l1.effects.params import SepiaParams
-from l1.effects.render.frames import Sepia
+from l1.effects.render.frames import FrameEffect, Sepia
 from tests.media import decode_frames, make_clip, pattern, stream_summary
 
 EFFECTS = {effect.name: effect for effect in frame_effects()}
@@ -31,6 +32,13 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def source(clip: Path) -> list[np.ndarray]:
     return decode_frames(clip)
+
+
+def frame_effect(name: str) -> FrameEffect[Any]:
+    """The per-frame effect ``name``, loaded."""
+    loaded = EFFECTS[name].load()
+    assert isinstance(loaded, FrameEffect)
+    return loaded
 
 
 def render(name: str, source: Path, workdir: Path, **params: Any) -> Path:
@@ -63,14 +71,16 @@ def sharpest_edge(luma: np.ndarray) -> int:
     return int(max(np.abs(np.diff(luma, axis=0)).max(), np.abs(np.diff(luma, axis=1)).max()))
 
 
-def test_the_common_effects_filter_video() -> None:
+def test_every_frame_effect_filters_video() -> None:
     size = (160, 120)
-    for name in ("grayscale", "invert", "sepia", "blur", "flip", "mirror", "crop"):
-        effect = EFFECTS[name]
-        assert effect.load().video_filter(effect.parse_params({}), size), name
-    # No libavfilter match: a turn that resamples stays with Pillow.
-    rotate = EFFECTS["rotate"]
-    assert rotate.load().video_filter(rotate.parse_params({"degrees": 30}), size) is None
+    for name, effect in EFFECTS.items():
+        examples = [params for case, params, _ in MATCH_CASES if case == name]
+        params = effect.parse_params(examples[0] if examples else {})
+        assert frame_effect(effect.name).video_filter(params, size), name
+    # Past what libavfilter's unsharp reaches, the mask stays with Pillow.
+    sharpen = EFFECTS["sharpen"]
+    for wide in ({"radius": 10}, {"amount": 8}):
+        assert frame_effect("sharpen").video_filter(sharpen.parse_params(wide), size) is None
 
 
 def test_grayscale_has_neutral_chroma_and_keeps_luma(clip: Path, tmp_path: Path) -> None:
@@ -193,12 +203,13 @@ def test_full_range_and_deep_sources_keep_their_look(
     assert difference(decode_frames(output)[3], decode_frames(source)[3][:, ::-1]) < 4
 
 
-@pytest.mark.parametrize("name", ["flip", "posterize"])
+@pytest.mark.parametrize("name", ["flip", "sharpen"])
 def test_tagged_sources_look_the_same_through_either_path(name: str, tmp_path: Path) -> None:
-    # posterize at 8 bits changes nothing, through Pillow; flip, through libavfilter.
+    # A wide sharpen of amount 0 changes nothing, through Pillow; flip, through libavfilter.
     tags = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 2}
     source = _write_clip(tmp_path / "hd.mp4", (64, 48), "libx264", "yuv420p", tags=tags)
-    output = render(name, source, tmp_path, **({"bits": 8} if name == "posterize" else {}))
+    wide = {"radius": 10, "amount": 0} if name == "sharpen" else {}
+    output = render(name, source, tmp_path, **wide)
     with av.open(str(output)) as container:
         codec = container.streams.video[0].codec_context
         assert {tag: int(getattr(codec, tag)) for tag in tags} == tags
@@ -213,6 +224,158 @@ def test_a_turn_that_resamples_still_renders_video(clip: Path, tmp_path: Path) -
     assert (summary["width"], summary["height"], summary["frames"]) == (160, 120, 24)
 
 
+# Each effect whose video chain is checked against its picture path: its params, and
+# the largest mean difference (0-255 levels) allowed between the two on a middle
+# frame. Both outputs are lossless (crf 0), so what differs is the YUV 4:2:0 round
+# trip, each filter's own rounding, and where filters mix neighbours, libavfilter
+# working on half-resolution Cb and Cr where Pillow has full RGB. Measured on the
+# clip below: 0.5 (pixelate) to 2.4 (sharpen), against changes of 15 to 35; posterize
+# (1.8) also flips a whole step of 32 wherever the round trip moves a value across
+# one. The bounds leave about 1.5x what was measured. Rotate differs by its kernel,
+# bilinear in libavfilter and bicubic in Pillow: 4.9 on the clip's sharp block
+# edges (1.9 against Pillow's own bilinear turn).
+MATCH_CASES: list[tuple[str, dict[str, Any], float]] = [
+    ("sharpen", {"radius": 1.5, "amount": 2.0}, 3.5),
+    ("brightness", {"factor": 1.3}, 2.0),
+    ("contrast", {"factor": 1.5}, 2.0),
+    ("hue_shift", {"degrees": 90}, 2.0),
+    ("posterize", {"bits": 3}, 3.0),
+    ("pixelate", {"block_size": 8}, 1.5),
+    ("resize", {"width": 48, "height": 40, "mode": "stretch"}, 2.0),
+    # Padded at an odd offset (3, 0), which pad alone would round to 2. The picture's
+    # first and last columns then share their colour samples with the pad (4:2:0), and
+    # libavfilter's conversion of the pad colour lands 2 levels off: measured 2.7.
+    ("resize", {"width": 59, "height": 40, "mode": "pad", "pad_color": "#336699"}, 4.0),
+    ("resize", {"width": 40, "height": 40, "mode": "fill"}, 2.0),
+    ("rotate", {"degrees": 30}, 6.5),
+    ("crop", {"left": 8, "top": 6, "width": 40, "height": 30}, 1.0),
+]
+
+
+@pytest.fixture(scope="module")
+def lossless(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A silent 64x48 clip of 12 frames: 4x4 blocks of random greys over the test
+    pattern's colour ramps, encoded losslessly (read-only). The blocks give every
+    filter detail to work on; the colour stays smooth, as 4:2:0 can hold it."""
+    rng = np.random.default_rng(7)
+    blocks = np.kron(rng.integers(0, 160, (12, 16, 1)), np.ones((4, 4, 1), np.int64))
+    picture = (pattern(64, 48) // 3 + blocks).clip(0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("lossless") / "clip.mp4"
+    return _write_clip(path, (64, 48), "libx264", "yuv420p", picture=picture, crf=0)
+
+
+@pytest.mark.parametrize(("name", "params", "tolerance"), MATCH_CASES)
+def test_video_chains_match_the_picture_path(
+    name: str, params: dict[str, Any], tolerance: float, lossless: Path, tmp_path: Path
+) -> None:
+    source = decode_frames(lossless)[6]
+    video = decode_frames(render(name, lossless, tmp_path, encoding={"crf": 0}, **params))[6]
+    effect = EFFECTS[name]
+    picture = np.asarray(
+        frame_effect(effect.name).picture(Image.fromarray(source), effect.parse_params(params))
+    )
+    # The video is cut to even sides; the picture is compared over what the video kept.
+    height, width = video.shape[:2]
+    assert (picture.shape[0] - height, picture.shape[1] - width) in ((0, 0), (0, 1), (1, 0), (1, 1))
+    picture = picture[:height, :width]
+    if name == "rotate":
+        # The turned picture's rim is a bicubic edge against the fill in Pillow and a
+        # bilinear one in libavfilter: up to the whole step to the fill colour there.
+        # Its inside is compared.
+        video, picture = _middle(video), _middle(picture)
+    assert difference(video, picture) < tolerance, name
+    if picture.shape == source.shape:
+        assert difference(picture, source) > 2 * tolerance, name  # the effect shows
+
+
+def test_brightness_and_contrast_of_a_full_range_source(tmp_path: Path) -> None:
+    tags = {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 2}
+    source = _write_clip(tmp_path / "full.mp4", (64, 48), "libx264", "yuv420p", tags=tags)
+    original = decode_frames(source)[5]
+    for name, factor in (("brightness", 0.5), ("contrast", 0.5)):
+        frame = decode_frames(render(name, source, tmp_path, factor=factor))[5]
+        effect = EFFECTS[name]
+        expected = frame_effect(effect.name).picture(
+            Image.fromarray(original), effect.parse_params({"factor": factor})
+        )
+        assert difference(frame, np.asarray(expected)) < 3, name
+
+
+def test_hue_shift_turns_red_green_on_both_paths(tmp_path: Path) -> None:
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[..., 0] = 220
+    source = _write_clip(tmp_path / "red.mp4", (64, 48), "libx264", "yuv420p", picture=red)
+    r, g, b = decode_frames(render("hue_shift", source, tmp_path, degrees=120))[3][24, 32]
+    assert g > r + 60 and g > b + 60
+    effect = EFFECTS["hue_shift"]
+    still = frame_effect(effect.name).picture(
+        Image.fromarray(red), effect.parse_params({"degrees": 120})
+    )
+    r, g, b = np.asarray(still)[24, 32].astype(int)
+    assert g > r + 60 and g > b + 60
+
+
+SIZE_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("resize", {"width": 50, "height": 50, "mode": mode})
+    for mode in ("fit", "fill", "stretch", "pad")
+] + [
+    ("resize", {"width": 37, "height": 61, "mode": "fill"}),
+    ("resize", {"width": 37, "height": 61, "mode": "pad", "pad_color": "#336699"}),
+    ("resize", {"width": 90}),
+    ("rotate", {"degrees": 30}),
+    ("rotate", {"degrees": -45}),
+    ("rotate", {"degrees": 100, "expand": False}),
+    ("pixelate", {"block_size": 7}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), SIZE_CASES)
+def test_video_sizes_follow_the_picture_path(
+    name: str, params: dict[str, Any], lossless: Path, tmp_path: Path
+) -> None:
+    effect = EFFECTS[name]
+    still = (
+        frame_effect(effect.name)
+        .picture(Image.new("RGB", (64, 48)), effect.parse_params(params))
+        .size
+    )
+    summary = stream_summary(render(name, lossless, tmp_path, **params))
+    # yuv420p holds even sides only: the video drops the last odd row or column.
+    assert (summary["width"], summary["height"]) == (
+        still[0] - still[0] % 2,
+        still[1] - still[1] % 2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [(name, params) for name, params, _ in MATCH_CASES] + SIZE_CASES,
+)
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuvj420p", "yuv420p10le"])
+def test_chains_build_for_odd_frames_of_any_range_and_depth(
+    name: str, params: dict[str, Any], pix_fmt: str
+) -> None:
+    size = (161, 121)
+    effect = EFFECTS[name]
+    description = frame_effect(name).video_filter(effect.parse_params(params), size)
+    assert description is not None
+    blank = av.VideoFrame(*size, pix_fmt)
+    blank.pts, blank.time_base = 0, Fraction(1, 24)
+    chain = FilterChain(description, Fraction(1, 24))
+    made = chain.push(blank) + chain.flush()
+    still = frame_effect(name).picture(Image.new("RGB", size), effect.parse_params(params))
+    # Before the even-size cut of the output, the frame is exactly the picture's size.
+    assert [(frame.width, frame.height, frame.format.name) for frame in made] == [
+        (*still.size, "yuv420p")
+    ]
+
+
+def _middle(frame: np.ndarray) -> np.ndarray:
+    """The central half of ``frame`` in each direction."""
+    height, width = frame.shape[:2]
+    return frame[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
+
+
 def _write_clip(
     path: Path,
     size: tuple[int, int],
@@ -221,16 +384,20 @@ def _write_clip(
     *,
     frames: int = 12,
     tags: dict[str, int] | None = None,
+    picture: np.ndarray | None = None,
+    crf: int | None = None,
 ) -> Path:
     """A silent clip of the test pattern with the given codec, pixel format and tags."""
     with av.open(str(path), "w") as output:
-        stream = output.add_stream(codec, rate=24)
+        options = {} if crf is None else {"crf": str(crf)}
+        stream = output.add_stream(codec, rate=24, options=options)
         stream.width, stream.height = size
         stream.pix_fmt = pix_fmt
         for name, value in (tags or {}).items():
             setattr(stream.codec_context, name, value)
         for index in range(frames):
-            frame = av.VideoFrame.from_ndarray(pattern(*size, index), format="rgb24")
+            still = pattern(*size, index) if picture is None else picture
+            frame = av.VideoFrame.from_ndarray(still, format="rgb24")
             frame.pts, frame.time_base = index, Fraction(1, 24)
             output.mux(stream.encode(frame))
         output.mux(stream.encode(None))

@@ -19,33 +19,40 @@ __all__ = ["basic_effects", "default_effects", "frame_effects", "media_effects"]
 IMAGE_OR_VIDEO: frozenset[MediaKind] = frozenset({"image", "video"})
 VIDEO: frozenset[MediaKind] = frozenset({"video"})
 
-# name, description, params, class in l1.effects.render.frames
+# name, description, params, and the class in l1.effects.render: frames (colour) or
+# shapes
 _FRAME_EFFECTS: list[tuple[str, str, type[p.FrameParams], str]] = [
-    ("grayscale", "Shades of grey.", p.FrameParams, "Grayscale"),
-    ("invert", "The colour negative.", p.FrameParams, "Invert"),
-    ("sepia", "Old-photograph brown tones.", p.SepiaParams, "Sepia"),
-    ("blur", "Gaussian blur of a radius in pixels.", p.BlurParams, "Blur"),
-    ("sharpen", "Unsharp-mask sharpening.", p.SharpenParams, "Sharpen"),
-    ("brightness", "Scale brightness by a factor.", p.FactorParams, "Brightness"),
-    ("contrast", "Scale contrast by a factor.", p.FactorParams, "Contrast"),
-    ("saturation", "Scale colour saturation by a factor.", p.FactorParams, "Saturation"),
-    ("hue_shift", "Rotate hues by degrees.", p.HueShiftParams, "HueShift"),
-    ("posterize", "Fewer levels per colour channel.", p.PosterizeParams, "Posterize"),
-    ("pixelate", "Square blocks of average colour.", p.PixelateParams, "Pixelate"),
-    ("resize", "Resize to a box: fit, fill, stretch or pad.", p.ResizeParams, "Resize"),
-    ("rotate", "Rotate clockwise by degrees.", p.RotateParams, "Rotate"),
-    ("flip", "Upside down (vertical flip).", p.FrameParams, "Flip"),
-    ("mirror", "Left-right mirror image (horizontal flip).", p.FrameParams, "Mirror"),
-    ("crop", "Cut out a box.", p.CropParams, "Crop"),
+    ("grayscale", "Shades of grey.", p.FrameParams, "frames:Grayscale"),
+    ("invert", "The colour negative.", p.FrameParams, "frames:Invert"),
+    ("sepia", "Old-photograph brown tones.", p.SepiaParams, "frames:Sepia"),
+    ("blur", "Gaussian blur of a radius in pixels.", p.BlurParams, "frames:Blur"),
+    ("sharpen", "Unsharp-mask sharpening.", p.SharpenParams, "frames:Sharpen"),
+    ("brightness", "Scale brightness by a factor.", p.FactorParams, "frames:Brightness"),
+    ("contrast", "Scale contrast about mid grey by a factor.", p.FactorParams, "frames:Contrast"),
+    ("saturation", "Scale colour saturation by a factor.", p.FactorParams, "frames:Saturation"),
+    (
+        "hue_shift",
+        "Turn hues by degrees around the YCbCr colour wheel.",
+        p.HueShiftParams,
+        "frames:HueShift",
+    ),
+    ("posterize", "Fewer levels per colour channel.", p.PosterizeParams, "frames:Posterize"),
+    ("pixelate", "Square blocks of average colour.", p.PixelateParams, "frames:Pixelate"),
+    ("resize", "Resize to a box: fit, fill, stretch or pad.", p.ResizeParams, "shapes:Resize"),
+    ("rotate", "Rotate clockwise by degrees.", p.RotateParams, "shapes:Rotate"),
+    ("flip", "Upside down (vertical flip).", p.FrameParams, "shapes:Flip"),
+    ("mirror", "Left-right mirror image (horizontal flip).", p.FrameParams, "shapes:Mirror"),
+    ("crop", "Cut out a box.", p.CropParams, "shapes:Crop"),
 ]
 
 
-# Version 2 of every effect that writes video: libx264 runs frame threads, as the ffmpeg
-# command line does (slice threads before), outputs carry their source's colour tags, and
-# the per-frame effects libavfilter can do filter their frames in YUV (no RGB round
-# trip). The same effects with the same parameters, but other bytes, so their cached
+# Version 3 of every effect that writes video: the output's format follows the input
+# (WebM stays WebM, animations stay animated) or ``encoding.format``, sound is copied
+# only into containers that take it, and every per-frame effect filters its frames with
+# libavfilter; contrast turns about mid-grey and hue_shift turns the YUV colour plane, the
+# same for stills and videos. Other bytes for the same parameters, so earlier cached
 # renders must not be reused.
-_VIDEO_VERSION = "2"
+_VIDEO_VERSION = "3"
 
 
 def basic_effects() -> list[Effect]:
@@ -77,11 +84,11 @@ def frame_effects() -> list[Effect]:
             name=name,
             version=_VIDEO_VERSION,
             description=description,
-            render=f"l1.effects.render.frames:{cls}",
+            render=f"l1.effects.render.{reference}",
             params=params,
             accepts=IMAGE_OR_VIDEO,
         )
-        for name, description, params, cls in _FRAME_EFFECTS
+        for name, description, params, reference in _FRAME_EFFECTS
     ]
 
 

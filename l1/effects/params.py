@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from l1.effects.formats import Format, VideoCodec, check_codec
 from l1.effects.limits import MAX_PIXELS
 
 __all__ = [
@@ -60,12 +61,25 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VideoEncoding(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """H.264 encoder settings for a video output (ignored when the output is an image)."""
+    """How the output is written: its format and video codec (unset: as the input's, see
+    :mod:`l1.effects.formats`), and the encoder's quality and speed."""
 
-    crf: Annotated[int, msgspec.Meta(ge=0, le=51, description="quality: lower is better")] = 23
+    format: (
+        Annotated[Format, msgspec.Meta(description="output format; unset follows the input")] | None
+    ) = None
+    codec: (
+        Annotated[VideoCodec, msgspec.Meta(description="video codec; unset: the format's own")]
+        | None
+    ) = None
+    crf: Annotated[
+        int, msgspec.Meta(ge=0, le=51, description="quality: lower is better, 0 is lossless")
+    ] = 23
     preset: Annotated[Preset, msgspec.Meta(description="slower presets compress better")] = (
         "veryfast"
     )
+
+    def __post_init__(self) -> None:
+        check_codec(self.format, self.codec)
 
 
 class VideoParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -22,6 +22,7 @@ import msgspec
 from l1.cache.store import ContentStore
 from l1.effects import Effect, MediaError, MediaLimits, RenderContext
 from l1.errors import L1Error
+from l1.workers.failures import describe, permanent, scrub
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -63,10 +64,20 @@ def main(job: Job, results: Connection, lifeline: Connection) -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (job.memory, job.memory))
     try:
         outcome = _render(job, results)
-    except MemoryError:
-        limit = f"{job.memory / 2**20:,.0f} MiB" if job.memory else "the machine's memory"
-        outcome = Outcome(kind="refused", reason=f"the render needed more than {limit}")
+    except MemoryError:  # Python's or FFmpeg's (ENOMEM)
+        outcome = _out_of_memory(job)
+    # A reason is read by the run's owner: no server paths in it.
+    outcome = msgspec.structs.replace(outcome, reason=scrub(outcome.reason, job))
     results.send_bytes(msgspec.msgpack.encode(outcome))
+
+
+def _out_of_memory(job: Job) -> Outcome:
+    if job.memory:
+        # Under its own limit a render needs the same memory on every attempt.
+        limit = f"{job.memory / 2**20:,.0f} MiB"
+        return Outcome(kind="refused", reason=f"the render needed more than {limit}")
+    # No limit of its own: the machine was short, which another attempt may not be.
+    return Outcome(kind="failed", reason="the machine ran out of memory")
 
 
 def _render(job: Job, results: Connection) -> Outcome:
@@ -84,8 +95,9 @@ def _render(job: Job, results: Connection) -> Outcome:
     except MemoryError:
         raise
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        return Outcome(kind="failed", reason=reason)
+        if permanent(error):  # FFmpeg or Pillow refusing the media: the same every time
+            return Outcome(kind="refused", reason=f"{job.effect.name}: {describe(error)}")
+        return Outcome(kind="failed", reason=describe(error))
     return Outcome(kind="done", item=msgspec.to_builtins(item))
 
 

@@ -6,7 +6,7 @@ command line would: no conversion to RGB pictures and back unless the filter its
 works in RGB, and the filters' own slice threads on every core. Decoding (frame
 threads, a helper thread) and encoding (libx264's frame threads) overlap it.
 
-The output is yuv420p H.264 with the colour tags (matrix, range, primaries, transfer)
+Video outputs carry the colour tags (matrix, range, primaries, transfer)
 the filtered frames carry, which are the source's unless a filter changed them.
 """
 
@@ -20,14 +20,7 @@ import av
 import av.error
 import av.filter
 
-from l1.effects.media.output import (
-    OUTPUT_NAME,
-    Meter,
-    VideoOut,
-    audio_out,
-    finish,
-    open_target,
-)
+from l1.effects.media.output import Meter, VideoWriter, finish, open_output
 from l1.effects.media.pipeline import frames
 from l1.effects.media.probe import MediaError, check_frame
 from l1.effects.media.source import Source, open_source
@@ -50,9 +43,12 @@ class FilterChain:
     change size midway is still filtered rather than refused.
     """
 
-    def __init__(self, description: str, time_base: Fraction) -> None:
+    def __init__(
+        self, description: str, time_base: Fraction, pix_fmt: str = _ENCODER_FORMAT
+    ) -> None:
         self._description = description
         self._time_base = time_base
+        self._pix_fmt = pix_fmt
         self._graph: av.filter.Graph | None = None
         self._shape: tuple[object, ...] = ()
 
@@ -93,7 +89,7 @@ class FilterChain:
             for step in self._description.split(","):
                 name, _, args = step.partition("=")
                 nodes.append(graph.add(name, args or None))
-            nodes += [graph.add("format", _ENCODER_FORMAT), graph.add("buffersink")]
+            nodes += [graph.add("format", self._pix_fmt), graph.add("buffersink")]
             graph.link_nodes(*nodes).configure()
         except (av.error.FFmpegError, ValueError) as error:
             raise MediaError(f"the video filter {self._description!r} failed: {error}") from None
@@ -136,27 +132,26 @@ def filter_frames(
     source: Path, workdir: Path, description: str, encoding: VideoEncoding, context: RenderContext
 ) -> Path:
     """Run every frame of the video ``source`` through the filter chain ``description``;
-    the audio is carried over. Returns the MP4 written under ``workdir``."""
-    target = workdir / OUTPUT_NAME
-    with open_source(source, context.limits) as src, open_target(target) as output:
+    the audio is carried over. Returns the file written under ``workdir``."""
+    with open_source(source, context.limits) as src, open_output(workdir, encoding, src) as output:
         size = output_size(description, src)
         check_frame(*size, context.limits, kind="output")
-        video = VideoOut(output, size, src.fps, encoding)
-        audio = audio_out(output, src)
+        video = output.video(size, src.fps)
+        audio = output.audio(src)
         meter = Meter(src.frames, context.progress)
-        chain = FilterChain(_even_sized(description, size), src.picture.time_base or 1 / src.fps)
+        chain = FilterChain(_fitted(description, size, video), src.time_base, video.pix_fmt)
         with frames(src, audio) as decoded:
             for frame in _filtered(chain, decoded):
-                _write(video, frame, meter)
+                _write(video, src, frame, meter)
         for frame in chain.flush():
-            _write(video, frame, meter)
+            _write(video, src, frame, meter)
         finish(video, audio)
     meter.finish()
-    return target
+    return output.path
 
 
-def _write(video: VideoOut, frame: av.VideoFrame, meter: Meter) -> None:
-    video.write(frame)  # the first frame's colour tags become the stream's
+def _write(video: VideoWriter, src: Source, frame: av.VideoFrame, meter: Meter) -> None:
+    video.write(frame, src.seconds(frame))  # the first frame's colour tags become the stream's
     meter.step()
 
 
@@ -164,6 +159,10 @@ def _filtered(chain: FilterChain, decoded: Iterator[object]) -> Iterator[av.Vide
     for frame in decoded:
         assert isinstance(frame, av.VideoFrame)
         yield from chain.push(frame)
+
+
+def _fitted(description: str, size: tuple[int, int], video: VideoWriter) -> str:
+    return _even_sized(description, size) if video.even else description
 
 
 def _even_sized(description: str, size: tuple[int, int]) -> str:

@@ -21,16 +21,14 @@ import av
 from PIL import Image
 
 from l1.effects.media.output import (
-    OUTPUT_NAME,
-    AudioOut,
     Meter,
-    VideoOut,
-    audio_out,
+    VideoWriter,
     finish,
-    open_target,
+    open_output,
 )
 from l1.effects.media.probe import check_frame
-from l1.effects.media.source import Source, open_source, reading
+from l1.effects.media.soundtrack import AudioOut
+from l1.effects.media.source import Source, open_source, reading, to_image
 from l1.effects.params import VideoEncoding
 from l1.effects.registry import RenderContext
 
@@ -67,47 +65,58 @@ def map_frames(
 ) -> Path:
     """Apply ``transform`` to every frame of the video ``source``, on as many frames at
     once as there are cores, writing them in order; the audio is carried over. Returns
-    the MP4 written under ``workdir``."""
-    target = workdir / OUTPUT_NAME
-    with open_source(source, context.limits) as src, open_target(target) as output:
+    the file written under ``workdir``."""
+    with open_source(source, context.limits) as src, open_output(workdir, encoding, src) as output:
         # The output size is fixed before the first packet is written.
         size = transform(Image.new("RGB", src.size)).size
         check_frame(*size, context.limits, kind="output")
-        video = VideoOut(output, size, src.fps, encoding)
+        video = output.video(size, src.fps)
         video.tag_like(src.picture.codec_context)
-        audio = audio_out(output, src)
+        audio = output.audio(src)
         meter = Meter(src.frames, context.progress)
-        with frames(src, audio, pictures=True) as pictures:
-            _transform_in_order(pictures, transform, video, meter)
+        with frames(src, audio) as decoded:
+            _transform_in_order(src, decoded, transform, video, meter)
         finish(video, audio)
     meter.finish()
-    return target
+    return output.path
 
 
 def _transform_in_order(
-    pictures: Iterator[Frame],
+    src: Source,
+    decoded: Iterator[Frame],
     transform: Callable[[Image.Image], Image.Image],
-    video: VideoOut,
+    video: VideoWriter,
     meter: Meter,
 ) -> None:
-    """Transform ``pictures`` in a pool of threads and encode the results in order; at
-    most one frame per thread waits, so memory stays flat. The first error raised by
-    ``transform`` is raised here, after the frames in flight are done."""
+    """Transform the ``decoded`` frames in a pool of threads and write the results in
+    order, each at its frame's time; at most one frame per thread waits, so memory
+    stays flat. The first error raised by ``transform`` is raised here, after the
+    frames in flight are done."""
     workers = os.cpu_count() or 1
+
+    def change(frame: av.VideoFrame) -> Image.Image:
+        return transform(to_image(frame))
+
     with ThreadPoolExecutor(workers, thread_name_prefix="l1-frame") as pool:
-        pending: deque[Future[Image.Image]] = deque()
-        for picture in pictures:
-            assert isinstance(picture, Image.Image)
-            pending.append(pool.submit(transform, picture))
+        pending: deque[tuple[Future[Image.Image], float | None]] = deque()
+        for frame in decoded:
+            assert isinstance(frame, av.VideoFrame)
+            pending.append((pool.submit(change, frame), src.seconds(frame)))
             if len(pending) > workers:
-                video.write(pending.popleft().result())
-                meter.step()
+                _write_next(pending, video, meter)
         while pending:
-            video.write(pending.popleft().result())
-            meter.step()
+            _write_next(pending, video, meter)
 
 
-def write_all(video: VideoOut, pictures: Iterator[Frame], meter: Meter) -> None:
+def _write_next(
+    pending: deque[tuple[Future[Image.Image], float | None]], video: VideoWriter, meter: Meter
+) -> None:
+    picture, at = pending.popleft()
+    video.write(picture.result(), at)
+    meter.step()
+
+
+def write_all(video: VideoWriter, pictures: Iterator[Frame], meter: Meter) -> None:
     """Encode every picture of ``pictures``, counting each."""
     for picture in pictures:
         video.write(picture)

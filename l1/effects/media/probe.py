@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from l1.effects.limits import MAX_PIXELS, MediaLimits
+from l1.effects.media.animation import DEFAULT_FRAME_MS
 from l1.effects.registry import MediaError
 
 __all__ = [
@@ -47,6 +48,8 @@ Kind = Literal["image", "video", "audio", "unknown"]
 _PILLOW_IDENTIFY_ONLY = frozenset({"MPEG"})
 # FFmpeg demuxers that read one still picture rather than a moving one.
 _STILL_DEMUXERS = frozenset({"image2", "image2pipe"})
+# Formats Pillow reads animations of; their moving pictures are video.
+_ANIMATED = frozenset({"GIF", "WEBP"})
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
@@ -64,6 +67,10 @@ class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
     frames: int | None = None
     """Video frames, counted by the container or estimated from duration and rate."""
     has_audio: bool = False
+    animated: bool = False
+    """An animated GIF or WebP (frames with their own durations)."""
+    loop: int | None = None
+    """An animation's repeats after the first showing (0: for ever; None: none)."""
 
     @property
     def pixels(self) -> int:
@@ -73,7 +80,7 @@ class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
     def describe(self) -> str:
         """A short phrase for messages, e.g. ``"video (mov,mp4,m4a,3gp,3g2,mj2)"``."""
         if self.kind == "unknown":
-            return "not a recognised image, video or audio file"
+            return "not a recognised image, video or audio file (or a damaged or incomplete one)"
         return f"{self.kind} ({self.format})" if self.format else self.kind
 
 
@@ -163,7 +170,33 @@ def _probe_image(path: Path) -> MediaInfo | None:
     with image:
         if image.format in _PILLOW_IDENTIFY_ONLY:
             return None
+        if image.format in _ANIMATED and getattr(image, "n_frames", 1) > 1:
+            return _describe_animation(image)
         return MediaInfo(kind="image", format=image.format, width=image.width, height=image.height)
+
+
+def _describe_animation(image: Image.Image) -> MediaInfo:
+    """An animated GIF or WebP, as the video it is. Its frames are only counted and timed
+    (Pillow decodes them to do so) when their size is within the default limits."""
+    frames: int = getattr(image, "n_frames", 1)
+    info = MediaInfo(
+        kind="video", format=image.format, width=image.width, height=image.height, frames=frames
+    )
+    check_limits(info, _DEFAULT)
+    milliseconds = 0
+    for index in range(frames):
+        image.seek(index)
+        if "duration" not in image.info:
+            image.load()  # WebP tells a frame's duration once it is decoded
+        milliseconds += int(image.info.get("duration") or 0) or DEFAULT_FRAME_MS
+    seconds = milliseconds / 1000
+    return msgspec.structs.replace(
+        info,
+        duration=seconds,
+        fps=frames / seconds,
+        animated=True,
+        loop=image.info.get("loop"),
+    )
 
 
 @contextmanager

@@ -15,8 +15,8 @@ __all__ = ["AudioChain", "silence"]
 class AudioChain:
     """Decoded audio to the encoder's format: optional ``atempo`` stretch, then resampling."""
 
-    def __init__(self, rate: int, layout: str, tempo: float) -> None:
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    def __init__(self, rate: int, layout: str, tempo: float, format: str = "fltp") -> None:
+        self._resampler = av.AudioResampler(format=format, layout=layout, rate=rate)
         self._tempo = tempo
         self._graph: av.filter.Graph | None = None
 
@@ -80,9 +80,9 @@ def _drain(graph: av.filter.Graph) -> list[av.AudioFrame]:
             frames.append(frame)
 
 
-def silence(samples: int, rate: int, layout: str) -> av.AudioFrame:
-    """``samples`` of silence at ``rate`` in ``layout``, as the AAC encoder takes them."""
-    frame = av.AudioFrame(format="fltp", layout=layout, samples=samples)
+def silence(samples: int, rate: int, layout: str, format: str = "fltp") -> av.AudioFrame:
+    """``samples`` of silence at ``rate`` in ``layout`` and sample ``format``."""
+    frame = av.AudioFrame(format=format, layout=layout, samples=samples)
     frame.sample_rate = rate
     for plane in frame.planes:
         plane.update(bytes(plane.buffer_size))

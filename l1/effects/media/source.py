@@ -18,7 +18,9 @@ import av
 import av.error
 from PIL import Image
 
+from l1.effects.formats import Format, default_format
 from l1.effects.limits import MediaLimits
+from l1.effects.media.animation import decoded_webp
 from l1.effects.media.probe import (
     MediaError,
     MediaInfo,
@@ -33,6 +35,7 @@ __all__ = [
     "Item",
     "Source",
     "Window",
+    "codec_name",
     "decoding",
     "open_sound",
     "open_source",
@@ -64,7 +67,9 @@ ALL = Window()
 @dataclass
 class Source:
     """An open input: its container, streams and clock (zero is the first video frame,
-    or the audio's start when there is no video), and the limits it is read under."""
+    or the audio's start when there is no video), the limits it is read under, the
+    format a render of it is written in unless asked otherwise, and whether it is an
+    animation (whose frames keep their own times) with its loop count."""
 
     container: av.container.InputContainer
     video: av.video.stream.VideoStream | None
@@ -74,6 +79,14 @@ class Source:
     duration: float | None
     origin: float
     limits: MediaLimits
+    default_format: Format = "mp4"
+    animated: bool = False
+    loop: int | None = None
+
+    @property
+    def time_base(self) -> Fraction:
+        """The clock of the video's timestamps."""
+        return self.picture.time_base or 1 / self.fps
 
     @property
     def picture(self) -> av.video.stream.VideoStream:
@@ -106,7 +119,11 @@ def open_source(path: Path, limits: MediaLimits | None = None) -> Iterator[Sourc
     limits = limits or MediaLimits()
     info = probe_input(path, {"video"}, limits)
     with ExitStack() as stack:
-        container = decoding(lambda: stack.enter_context(open_container(path)))
+        if info.format == "WEBP":  # an animated WebP, which FFmpeg cannot decode
+            frames = stack.enter_context(decoded_webp(path))
+            container = decoding(lambda: stack.enter_context(av.open(frames, "r")))
+        else:
+            container = decoding(lambda: stack.enter_context(open_container(path)))
         yield _video_source(container, info, limits)
 
 
@@ -128,9 +145,45 @@ def _video_source(
     video = next(s for s in container.streams.video if not is_cover_art(s))
     video.thread_type = "AUTO"
     audio = container.streams.audio[0] if container.streams.audio else None
-    fps = _frame_rate(video)
+    # An animation's rate is its average (its container's is only a clock).
+    fps = Fraction(info.fps).limit_denominator(1001) if info.animated and info.fps else None
+    fps = fps or _frame_rate(video)
     frames = info.frames or round((info.duration or 0) * fps)
-    return Source(container, video, audio, fps, frames, info.duration, _start(video), limits)
+    return Source(
+        container,
+        video,
+        audio,
+        fps,
+        frames,
+        info.duration,
+        _start(video),
+        limits,
+        default_format=_default_format(container, info, video, audio),
+        animated=info.animated,
+        loop=info.loop,
+    )
+
+
+def _default_format(
+    container: av.container.InputContainer,
+    info: MediaInfo,
+    video: av.video.stream.VideoStream,
+    audio: av.audio.stream.AudioStream | None,
+) -> Format:
+    if info.format == "WEBP":
+        return "webp"
+    return default_format(
+        container.format.name,
+        brand=str(container.metadata.get("major_brand", "")),
+        video_codec=codec_name(video),
+        audio_codec=codec_name(audio) if audio is not None else "",
+    )
+
+
+def codec_name(stream: av.stream.Stream) -> str:
+    """The codec of ``stream`` as FFmpeg names the format (``"av1"``, ``"mp3"``), not
+    as its decoder is called (``"libdav1d"``, ``"mp3float"``)."""
+    return str(stream.codec_context.codec.canonical_name)
 
 
 def _start(stream: av.stream.Stream) -> float:
@@ -165,7 +218,9 @@ def _read(src: Source, pictures: bool) -> Iterator[Item]:
     streams = [video] if src.audio is None else [video, src.audio]
     packets = decoding(lambda: src.container.demux(*streams))
     count = 0
+    reached = -math.inf
     while (packet := decoding(lambda: next(packets, None))) is not None:
+        reached = max(reached, _end_of(packet))
         if packet.stream.type != "video":
             yield packet
             continue
@@ -173,6 +228,34 @@ def _read(src: Source, pictures: bool) -> Iterator[Item]:
             count += 1
             _hold_to_limits(src, frame, count)
             yield to_image(frame) if pictures else frame
+    _check_whole(src, reached)
+
+
+# Containers whose header states the whole duration, so a file cut short shows.
+_STATED_DURATION = frozenset({"matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2"})
+
+
+def _end_of(packet: av.Packet) -> float:
+    """Where ``packet`` ends, in seconds of its file's clock."""
+    if packet.pts is None or packet.time_base is None:
+        return -math.inf
+    return float((packet.pts + (packet.duration or 0)) * packet.time_base)
+
+
+def _check_whole(src: Source, reached: float) -> None:
+    """Refuse a file whose streams stop well before the end its header states: it was
+    cut short (FFmpeg only warns, and the render would quietly lose the rest)."""
+    container = src.container
+    if container.format.name not in _STATED_DURATION or not container.duration:
+        return
+    start = (container.start_time or 0) / av.time_base
+    stated = container.duration / av.time_base
+    slack = max(2 / float(src.fps), 0.05 * stated)
+    if reached - start < stated - slack:
+        raise MediaError(
+            f"the file ends early: its header says {stated:.2f} s, but its streams stop at "
+            f"{max(0.0, reached - start):.2f} s; it looks truncated"
+        )
 
 
 def _hold_to_limits(src: Source, frame: av.VideoFrame, count: int) -> None:
@@ -186,14 +269,20 @@ def _hold_to_limits(src: Source, frame: av.VideoFrame, count: int) -> None:
 
 
 def to_image(frame: av.VideoFrame) -> Image.Image:
-    """The frame as an RGB picture sharing the converted frame's memory (no extra copy)."""
+    """The frame as an RGB picture (RGBA when it has alpha) sharing the converted
+    frame's memory (no extra copy)."""
+    # Two or four components: grey or colour with alpha (a GIF's transparency).
+    mode = "RGBA" if len(frame.format.components) in (2, 4) else "RGB"
     # The frame's own range (its matrix PyAV reads by itself): full-range video would
     # otherwise be read as limited and lose its blacks and whites.
-    rgb = frame.reformat(format="rgb24", src_color_range=int(frame.color_range) or None)
+    rgb = frame.reformat(
+        format="rgba" if mode == "RGBA" else "rgb24",
+        src_color_range=int(frame.color_range) or None,
+    )
     plane = rgb.planes[0]
     size = (rgb.width, rgb.height)
     # A VideoPlane exposes the buffer protocol, which Pillow's stubs do not list.
-    return Image.frombuffer("RGB", size, plane, "raw", "RGB", plane.line_size, 1)  # type: ignore[arg-type]
+    return Image.frombuffer(mode, size, plane, "raw", mode, plane.line_size, 1)  # type: ignore[arg-type]
 
 
 @contextmanager

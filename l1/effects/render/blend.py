@@ -2,10 +2,11 @@
 
 The second input is composited over the first with a separable blend mode (the W3C
 Compositing and Blending formulas) at an ``opacity``; the second input's own
-transparency, if any, thins it further. Two images give a PNG the size of the first;
-a video first gives an H.264/MP4 of the first clip's length, size and frame rate, with
-the first clip's audio carried over. A second video shorter than the first is looped
-or its last frame held (``shorter``).
+transparency, if any, thins it further. Two images give a still the size of the
+first (PNG unless ``encoding.format`` says otherwise); a video or animation first gives
+a clip of the first clip's length, size and frame rate in the first clip's format (see
+:mod:`l1.effects.formats`), with its audio carried over. A second video shorter than
+the first is looped or its last frame held (``shorter``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import numpy as np
 from PIL import Image
 
 from l1.effects.limits import MediaLimits
-from l1.effects.media.output import OUTPUT_NAME, Meter, VideoOut, audio_out, finish, open_target
+from l1.effects.media.output import Meter, finish, open_output
 from l1.effects.media.pipeline import frames
 from l1.effects.media.probe import MediaError, MediaInfo, open_image, probe_input
 from l1.effects.media.source import open_source
+from l1.effects.media.stills import save_still
 from l1.effects.params import BlendMode, BlendParams
 from l1.effects.registry import RenderContext
-from l1.effects.render.frames import save_png
 
 __all__ = ["BLEND_MODES", "blend", "blend_pixels"]
 
@@ -126,7 +127,8 @@ def blend_pixels(
 def blend(
     inputs: Sequence[Path], workdir: Path, params: BlendParams, context: RenderContext
 ) -> Path:
-    """The second input over the first: PNG for two images, MP4 when the first is a video."""
+    """The second input over the first: a still for two images, a clip when the first
+    is a video or an animation."""
     first = probe_input(inputs[0], _ACCEPTS, context.limits)
     second = probe_input(inputs[1], _ACCEPTS, context.limits)
     if first.kind == "image" and second.kind == "video":
@@ -145,7 +147,7 @@ def _blend_images(
     base = open_image(first, context.limits)
     top = _fit(open_image(second, context.limits), base.size)
     pixels = blend_pixels(np.asarray(base), np.asarray(top), params.mode, params.opacity)
-    output = save_png(Image.fromarray(pixels), workdir)
+    output = save_still(Image.fromarray(pixels), workdir, params.encoding)
     context.progress(100.0)
     return output
 
@@ -168,24 +170,23 @@ def _blend_video(
     context: RenderContext,
 ) -> Path:
     """Every frame of the first clip with the second input laid over it; audio carried."""
-    target = workdir / OUTPUT_NAME
     with ExitStack() as stack:
         src = stack.enter_context(open_source(inputs[0], context.limits))
         overlay = _overlay_at(stack, inputs[1], second, src.size, params, context.limits)
-        output = stack.enter_context(open_target(target))
-        out = VideoOut(output, src.size, src.fps, params.encoding)
-        audio = audio_out(output, src)
+        output = stack.enter_context(open_output(workdir, params.encoding, src))
+        out = output.video(src.size, src.fps)
+        audio = output.audio(src)
         meter = Meter(src.frames, context.progress)
         with frames(src, audio) as pictures:
             for frame in pictures:
                 assert isinstance(frame, av.VideoFrame)
                 at = src.seconds(frame)
                 layer = overlay(out.count * float(out.step) if at is None else at)
-                out.write(_blend_frame(frame, layer, params.mode))
+                out.write(_blend_frame(frame, layer, params.mode), at)
                 meter.step()
         finish(out, audio)
     meter.finish()
-    return target
+    return output.path
 
 
 def _overlay_at(

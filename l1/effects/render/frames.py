@@ -7,69 +7,53 @@ faster than turning every frame into an RGB picture and back, with the same mean
 
 Pictures come in as RGB or RGBA; the alpha channel is kept where it makes sense, and
 filters that mix neighbouring pixels work on premultiplied colour, so transparent
-pixels do not bleed into their neighbours. Image outputs are PNG (lossless); video
-outputs are as :mod:`l1.effects.media.output` writes them.
+pixels do not bleed into their neighbours. Still outputs are PNG unless
+``encoding.format`` says otherwise (:mod:`l1.effects.media.stills`); animations and
+videos are written as :mod:`l1.effects.formats` rules.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from l1.effects.media.filters import filter_frames
 from l1.effects.media.pipeline import map_frames
 from l1.effects.media.probe import check_frame, open_image, probe_input
+from l1.effects.media.stills import save_still
 from l1.effects.params import (
     BlurParams,
-    CropParams,
     FactorParams,
     FrameParams,
     HueShiftParams,
     PixelateParams,
     PosterizeParams,
-    ResizeParams,
-    RotateParams,
     SepiaParams,
     SharpenParams,
 )
 from l1.effects.registry import RenderContext
-from l1.effects.render.geometry import (
-    QUARTER_TURNS,
-    TRANSPOSES,
-    crop_size,
-    refuse_past_limit,
-    resize_box,
-    turned_size,
-)
 
 __all__ = [
-    "IMAGE_OUTPUT_NAME",
     "Blur",
     "Brightness",
     "Contrast",
-    "Crop",
-    "Flip",
     "FrameEffect",
     "Grayscale",
     "HueShift",
     "Invert",
-    "Mirror",
     "Pixelate",
     "Posterize",
-    "Resize",
-    "Rotate",
     "Saturation",
     "Sepia",
     "Sharpen",
-    "save_png",
 ]
 
-IMAGE_OUTPUT_NAME = "output.png"
 _ACCEPTS = frozenset({"image", "video"})
-_RESAMPLE = Image.Resampling.LANCZOS
 
 P = TypeVar("P", bound=FrameParams)
 
@@ -90,7 +74,8 @@ class FrameEffect(Generic[P]):
     def __call__(
         self, inputs: Sequence[Path], workdir: Path, params: P, context: RenderContext
     ) -> Path:
-        """Render the image or video ``inputs[0]``; the output is PNG or MP4."""
+        """Render the image, animation or video ``inputs[0]``, written as
+        ``params.encoding`` and the format rules say."""
         source = inputs[0]
         info = probe_input(source, _ACCEPTS, context.limits)
         if info.kind == "video":
@@ -103,16 +88,9 @@ class FrameEffect(Generic[P]):
             )
         picture = self.picture(open_image(source, context.limits), params)
         check_frame(picture.width, picture.height, context.limits, kind="output")
-        output = save_png(picture, workdir)
+        output = save_still(picture, workdir, params.encoding)
         context.progress(100.0)
         return output
-
-
-def save_png(image: Image.Image, workdir: Path) -> Path:
-    """Write ``image`` as ``output.png`` under ``workdir``."""
-    target = workdir / IMAGE_OUTPUT_NAME
-    image.save(target, format="PNG")
-    return target
 
 
 # --- The effects ----------------------------------------------------------------------
@@ -185,6 +163,19 @@ class Sharpen(FrameEffect[SharpenParams]):
         mask = ImageFilter.UnsharpMask(params.radius, round(params.amount * 100), threshold=0)
         return _on_colour(image, lambda rgb: rgb.filter(mask))
 
+    def video_filter(self, params: SharpenParams, size: tuple[int, int]) -> str | None:
+        if params.amount > _UNSHARP_MAX_AMOUNT or params.radius > _UNSHARP_MAX_RADIUS:
+            return None  # past what libavfilter's unsharp reaches: Pillow's mask
+        if params.amount == 0:
+            return "null"
+        # The same mask on Y, Cb and Cr is the mask on R, G and B (they are linear in
+        # each other); chroma has half the resolution, so half the radius.
+        luma, chroma = _unsharp_matrix(params.radius), _unsharp_matrix(params.radius / 2)
+        return (
+            f"unsharp=lx={luma}:ly={luma}:la={params.amount:g}"
+            f":cx={chroma}:cy={chroma}:ca={params.amount:g}"
+        )
+
 
 class Brightness(FrameEffect[FactorParams]):
     """Scale brightness: 0 is black, 1 the original."""
@@ -192,12 +183,24 @@ class Brightness(FrameEffect[FactorParams]):
     def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
         return _on_colour(image, lambda rgb: ImageEnhance.Brightness(rgb).enhance(params.factor))
 
+    def video_filter(self, params: FactorParams, size: tuple[int, int]) -> str | None:
+        # RGB scaled towards black is Y scaled towards black and Cb, Cr towards neutral.
+        return _scale_yuv(params.factor, luma_pivot=_BLACK)
+
 
 class Contrast(FrameEffect[FactorParams]):
-    """Scale contrast about the mean grey: 0 is flat grey, 1 the original."""
+    """Scale contrast about mid grey (128): 0 is flat grey, 1 the original.
+
+    A fixed pivot rather than each picture's mean grey, so a video does not flicker as
+    its scenes change."""
 
     def picture(self, image: Image.Image, params: FactorParams) -> Image.Image:
-        return _on_colour(image, lambda rgb: ImageEnhance.Contrast(rgb).enhance(params.factor))
+        table = [_clip(_MID + (value - _MID) * params.factor) for value in range(256)]
+        return _on_colour(image, lambda rgb: rgb.point(table * 3))
+
+    def video_filter(self, params: FactorParams, size: tuple[int, int]) -> str | None:
+        # RGB about grey 128 is Y about that grey's luma and Cb, Cr about neutral.
+        return _scale_yuv(params.factor, luma_pivot=_BLACK + (_WHITE - _BLACK) * _MID / 255)
 
 
 class Saturation(FrameEffect[FactorParams]):
@@ -212,19 +215,20 @@ class Saturation(FrameEffect[FactorParams]):
 
 
 class HueShift(FrameEffect[HueShiftParams]):
-    """Rotate hues in HSV space; saturation and value are kept."""
+    """Rotate hues by turning the colour (Cb, Cr) plane of YCbCr; luma is kept.
+
+    libavfilter's ``hue`` turns video the same way, so pictures and videos agree; a
+    positive turn takes red towards green, as the HSV colour wheel does."""
 
     def picture(self, image: Image.Image, params: HueShiftParams) -> Image.Image:
-        shift = round(params.degrees / 360 * 256) % 256
-        if shift == 0:
+        if params.degrees % 360 == 0:
             return image.copy()
-        table = [(value + shift) % 256 for value in range(256)]
+        return _on_colour(image, lambda rgb: _turn_chroma(rgb, params.degrees))
 
-        def rotate_hue(rgb: Image.Image) -> Image.Image:
-            hue, sat, val = rgb.convert("HSV").split()
-            return Image.merge("HSV", (hue.point(table), sat, val)).convert("RGB")
-
-        return _on_colour(image, rotate_hue)
+    def video_filter(self, params: HueShiftParams, size: tuple[int, int]) -> str | None:
+        if params.degrees % 360 == 0:
+            return "null"
+        return f"hue=h={params.degrees:g}"
 
 
 class Posterize(FrameEffect[PosterizeParams]):
@@ -232,6 +236,15 @@ class Posterize(FrameEffect[PosterizeParams]):
 
     def picture(self, image: Image.Image, params: PosterizeParams) -> Image.Image:
         return _on_colour(image, lambda rgb: ImageOps.posterize(rgb, params.bits))
+
+    def video_filter(self, params: PosterizeParams, size: tuple[int, int]) -> str | None:
+        if params.bits == 8:
+            return "null"
+        # Levels are an RGB meaning: the frames go to planar RGB (the colour tags say
+        # how), and each channel keeps its top bits, as ImageOps.posterize does.
+        step = 1 << (8 - params.bits)
+        keep = f"floor(val/{step})*{step}"
+        return f"format=gbrp,lutrgb=r={keep}:g={keep}:b={keep}"
 
 
 class Pixelate(FrameEffect[PixelateParams]):
@@ -245,86 +258,69 @@ class Pixelate(FrameEffect[PixelateParams]):
         grown = small.resize((small.width * block, small.height * block), Image.Resampling.NEAREST)
         return grown.crop((0, 0, image.width, image.height))
 
-
-class Resize(FrameEffect[ResizeParams]):
-    """Resize as ``params.mode`` says (see :class:`~l1.effects.params.ResizeParams`)."""
-
-    def picture(self, image: Image.Image, params: ResizeParams) -> Image.Image:
-        size = resize_box(image.size, params)
-        if params.width is None or params.height is None or params.mode == "stretch":
-            return image.resize(size, _RESAMPLE)
-        if params.mode == "fit":
-            return ImageOps.contain(image, size, _RESAMPLE)
-        if params.mode == "fill":
-            return ImageOps.fit(image, size, _RESAMPLE)
-        colour = _rgba(params.pad_color)
-        return ImageOps.pad(_with_alpha_for(image, colour), size, _RESAMPLE, color=colour)
-
-
-class Rotate(FrameEffect[RotateParams]):
-    """Rotate clockwise; quarter turns with ``expand`` are exact (no resampling)."""
-
-    def picture(self, image: Image.Image, params: RotateParams) -> Image.Image:
-        angle = params.degrees % 360
-        if angle == 0:
-            return image.copy()
-        if angle in QUARTER_TURNS and (params.expand or angle == 180):
-            return image.transpose(QUARTER_TURNS[int(angle)])
-        if params.expand:
-            refuse_past_limit(turned_size(image.size, angle))
-        fill = _rgba(params.fill)
-        canvas = _with_alpha_for(image, fill)
-        # Pillow turns counter-clockwise for positive angles.
-        return canvas.rotate(
-            -angle,
-            Image.Resampling.BICUBIC,
-            expand=params.expand,
-            fillcolor=_fill_for(canvas, fill),
-        )
-
-    def video_filter(self, params: RotateParams, size: tuple[int, int]) -> str | None:
-        angle = params.degrees % 360
-        if angle == 0:
+    def video_filter(self, params: PixelateParams, size: tuple[int, int]) -> str | None:
+        block = params.block_size
+        if block == 1:
             return "null"
-        if angle in TRANSPOSES and (params.expand or angle == 180):
-            return TRANSPOSES[int(angle)]
-        return None  # any other turn resamples: Pillow's bicubic rotation
-
-
-class Flip(FrameEffect[FrameParams]):
-    """Upside down (top and bottom swapped)."""
-
-    def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
-        return ImageOps.flip(image)
-
-    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
-        return "vflip"
-
-
-class Mirror(FrameEffect[FrameParams]):
-    """Left and right swapped."""
-
-    def picture(self, image: Image.Image, params: FrameParams) -> Image.Image:
-        return ImageOps.mirror(image)
-
-    def video_filter(self, params: FrameParams, size: tuple[int, int]) -> str | None:
-        return "hflip"
-
-
-class Crop(FrameEffect[CropParams]):
-    """The box of ``params``; a box reaching outside the picture is refused."""
-
-    def picture(self, image: Image.Image, params: CropParams) -> Image.Image:
-        width, height = crop_size(image.size, params)
-        return image.crop((params.left, params.top, params.left + width, params.top + height))
-
-    def video_filter(self, params: CropParams, size: tuple[int, int]) -> str | None:
-        width, height = crop_size(size, params)
-        # exact: an odd offset is kept, not rounded to the chroma grid.
-        return f"crop={width}:{height}:{params.left}:{params.top}:exact=1"
+        width, height = size
+        small_width, small_height = -(-width // block), -(-height // block)
+        # Average each block, grow every average back to a block, cut to the frame. The
+        # small picture keeps a colour per block (4:4:4): at 4:2:0 every colour sample
+        # would cover four blocks and smear colour across their edges.
+        return (
+            f"scale={small_width}:{small_height}:flags=area,format=yuv444p,"
+            f"scale={small_width * block}:{small_height * block}:flags=neighbor,"
+            f"crop={width}:{height}:0:0:exact=1"
+        )
 
 
 # --- Helpers --------------------------------------------------------------------------
+
+# unsharp's matrices: odd sides from 3, and at most 13 x 13 (its fixed-point sums
+# allow 12 steps across both directions). A side of n is a binomial blur of standard
+# deviation sqrt(n - 1) / 2, so 13 reaches 1.73 pixels; a radius up to 2.5 takes the
+# 13 (a slightly narrower halo), anything wider goes through Pillow.
+_UNSHARP_MIN_SIDE, _UNSHARP_MAX_SIDE = 3, 13
+_UNSHARP_MAX_RADIUS = 2.5
+_UNSHARP_MAX_AMOUNT = 5.0  # unsharp's own limit
+
+# Limited-range 8-bit YUV, which every frame is turned to before a lookup table.
+_BLACK, _WHITE, _NEUTRAL = 16, 235, 128
+_MID = 128  # mid grey in RGB, the pivot of contrast
+
+
+def _unsharp_matrix(sigma: float) -> int:
+    """The odd unsharp matrix side whose blur has standard deviation ``sigma``."""
+    side = 2 * round(2 * sigma * sigma) + 1  # n = 4 sigma^2 + 1, made odd
+    return max(_UNSHARP_MIN_SIDE, min(_UNSHARP_MAX_SIDE, side))
+
+
+def _scale_yuv(factor: float, *, luma_pivot: float) -> str:
+    """A chain scaling Y about ``luma_pivot`` and Cb, Cr about neutral by ``factor``:
+    RGB scaled by ``factor`` about the grey of that luma, exact since YUV is linear in
+    RGB. Frames are made limited-range 8-bit first (full-range ones are converted;
+    limited ones pass untouched), so the table's levels mean the same for every
+    source; out-of-range results are kept up to 0..255 and clip in RGB as Pillow's do."""
+    luma = f"(val-{luma_pivot:.6g})*{factor:g}+{luma_pivot + 0.5:.6g}"  # +0.5: lut truncates
+    chroma = f"(val-{_NEUTRAL})*{factor:g}+{_NEUTRAL + 0.5}"
+    return f"scale=out_range=tv,format=yuv420p,lutyuv=y={luma}:u={chroma}:v={chroma}"
+
+
+def _clip(value: float) -> int:
+    return max(0, min(255, round(value)))
+
+
+def _turn_chroma(rgb: Image.Image, degrees: float) -> Image.Image:
+    """``rgb`` with its (Cb, Cr) plane turned by ``degrees``, as libavfilter's ``hue``."""
+    ycc = np.asarray(rgb.convert("YCbCr"), dtype=np.float32)
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    cb, cr = ycc[..., 1] - _NEUTRAL, ycc[..., 2] - _NEUTRAL
+    turned = np.empty_like(ycc)
+    turned[..., 0] = ycc[..., 0]
+    turned[..., 1] = cb * cos - cr * sin + _NEUTRAL
+    turned[..., 2] = cb * sin + cr * cos + _NEUTRAL
+    planes = np.clip(np.rint(turned), 0, 255).astype(np.uint8)
+    return Image.fromarray(planes, "YCbCr").convert("RGB")
 
 
 def _sepia_matrix(strength: float) -> tuple[float, ...]:
@@ -351,18 +347,3 @@ def _premultiplied(image: Image.Image, fn: Callable[[Image.Image], Image.Image])
     if image.mode != "RGBA":
         return fn(image)
     return fn(image.convert("RGBa")).convert("RGBA")
-
-
-def _rgba(colour: str) -> tuple[int, int, int, int]:
-    digits = colour.lstrip("#")
-    alpha = int(digits[6:8], 16) if len(digits) == 8 else 255
-    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16), alpha
-
-
-def _with_alpha_for(image: Image.Image, colour: tuple[int, int, int, int]) -> Image.Image:
-    """``image`` as RGBA when ``colour`` is translucent, so the colour can be honoured."""
-    return image.convert("RGBA") if colour[3] < 255 and image.mode != "RGBA" else image
-
-
-def _fill_for(image: Image.Image, colour: tuple[int, int, int, int]) -> tuple[int, ...]:
-    return colour if image.mode == "RGBA" else colour[:3]

@@ -1,8 +1,10 @@
 """``mux``: the sound of one file under the pictures of another.
 
-The first input's video stream is copied (re-encoded only when MP4 cannot hold its
-codec); the second input's audio (a video with sound, or an audio file) is copied when
-MP4 can hold its codec and re-encoded as AAC otherwise, cut where the video ends.
+The output is written in the first input's format (see :mod:`l1.effects.formats`) or
+the one asked for. The first input's video stream is copied (encoded only when the
+container cannot hold its codec, or another codec is asked for); the second input's
+audio (a video with sound, or an audio file) is copied when the container takes its
+codec and encoded otherwise, cut where the video ends.
 Packets of the two files are interleaved by time, so neither is read far ahead.
 """
 
@@ -14,17 +16,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
+import msgspec
 
+from l1.effects.formats import ANIMATED, VideoCodec, video_format_for
 from l1.effects.media.output import (
-    OUTPUT_NAME,
-    AudioEncode,
     Meter,
-    PacketCopy,
-    VideoOut,
-    open_target,
+    Output,
+    VideoWriter,
+    open_output,
 )
 from l1.effects.media.probe import MediaError, MediaInfo, probe
-from l1.effects.media.source import Source, Window, decoding, open_sound, open_source
+from l1.effects.media.soundtrack import AudioOut, PacketCopy
+from l1.effects.media.source import (
+    Source,
+    Window,
+    codec_name,
+    decoding,
+    open_sound,
+    open_source,
+)
 from l1.effects.params import MuxParams, VideoEncoding
 from l1.effects.registry import RenderContext
 
@@ -34,26 +44,47 @@ __all__ = ["mux"]
 def mux(inputs: Sequence[Path], workdir: Path, params: MuxParams, context: RenderContext) -> Path:
     """The first input's video with the second input's audio, cut to the video's length."""
     _require_mux_inputs(probe(inputs[0], context.limits), probe(inputs[1], context.limits))
-    target = workdir / OUTPUT_NAME
     with (
         open_source(inputs[0], context.limits) as src,
         open_sound(inputs[1], context.limits) as sound,
-        open_target(target) as output,
     ):
-        end = _video_end(src)
-        picture = _picture_out(output, src, params.encoding)
-        audio = _sound_out(output, sound, end)
-        meter = Meter(src.frames, context.progress)
-        for track, packet in _interleaved(_video_packets(src), _audio_packets(sound, end)):
-            if track == "video":
-                picture.feed(packet)
-                meter.step()
-            else:
-                audio.feed(packet)
-        picture.finish()
-        audio.finish()
+        encoding = _with_sound(params.encoding, src)
+        with open_output(workdir, encoding, src) as output:
+            if output.target.codec is None:
+                raise MediaError(f"mux writes sound, which {output.target.format} cannot hold")
+            end = _video_end(src)
+            picture = _picture_out(output, src, encoding.codec)
+            audio = output.audio(sound, Window(0.0, end))
+            assert audio is not None  # the second input has sound: checked above
+            meter = Meter(src.frames, context.progress)
+            _interleave(src, sound, end, picture, audio, meter)
     meter.finish()
-    return target
+    return output.path
+
+
+def _interleave(
+    src: Source,
+    sound: Source,
+    end: float,
+    picture: PacketCopy | _PictureEncode,
+    audio: AudioOut,
+    meter: Meter,
+) -> None:
+    for track, packet in _interleaved(_video_packets(src), _audio_packets(sound, end)):
+        if track == "video":
+            picture.feed(packet)
+            meter.step()
+        else:
+            audio.feed(packet)
+    picture.finish()
+    audio.finish()
+
+
+def _with_sound(encoding: VideoEncoding, src: Source) -> VideoEncoding:
+    """``encoding``, with an animation's own format (which holds no sound) made MP4."""
+    if encoding.format is not None or src.default_format not in ANIMATED:
+        return encoding
+    return msgspec.structs.replace(encoding, format=video_format_for("mp4", encoding.codec))
 
 
 def _require_mux_inputs(first: MediaInfo, second: MediaInfo) -> None:
@@ -112,39 +143,31 @@ def _interleaved(*tracks: Iterator[tuple[float, _Tagged]]) -> Iterator[_Tagged]:
 
 
 class _PictureEncode:
-    """Video packets decoded and re-encoded as H.264."""
+    """Video packets decoded and encoded again."""
 
-    def __init__(
-        self, output: av.container.OutputContainer, src: Source, encoding: VideoEncoding
-    ) -> None:
-        self._stream = src.picture
-        self._out = VideoOut(output, src.size, src.fps, encoding)
+    def __init__(self, src: Source, video: VideoWriter) -> None:
+        self._src = src
+        self._out = video
 
     def feed(self, packet: av.Packet) -> None:
-        for frame in decoding(lambda: self._stream.decode(packet)):
-            self._out.write(frame)
+        stream = self._src.picture
+        for frame in decoding(lambda: stream.decode(packet)):
+            self._out.write(frame, self._src.seconds(frame))
 
     def finish(self) -> None:
         """Drain the decoder, then the encoder."""
-        for frame in decoding(lambda: self._stream.decode(None)):
-            self._out.write(frame)
+        stream = self._src.picture
+        for frame in decoding(lambda: stream.decode(None)):
+            self._out.write(frame, self._src.seconds(frame))
         self._out.finish()
 
 
 def _picture_out(
-    output: av.container.OutputContainer, src: Source, encoding: VideoEncoding
+    output: Output, src: Source, codec: VideoCodec | None
 ) -> PacketCopy | _PictureEncode:
-    """Copy the video when MP4 can hold its codec; otherwise re-encode it as H.264."""
-    if src.picture.codec_context.name in output.supported_codecs:
-        return PacketCopy(output, src.picture, src)
-    return _PictureEncode(output, src, encoding)
-
-
-def _sound_out(
-    output: av.container.OutputContainer, sound: Source, end: float
-) -> PacketCopy | AudioEncode:
-    """Copy the audio when MP4 can hold its codec; otherwise re-encode it as AAC."""
-    assert sound.audio is not None
-    if sound.audio.codec_context.name in output.supported_codecs:
-        return PacketCopy(output, sound.audio, sound)
-    return AudioEncode.like(output, sound, Window(0.0, end))
+    """Copy the video when the container holds its codec (and no other is asked for);
+    otherwise encode it as the container's own."""
+    name = codec_name(src.picture)
+    if output.copies(name) and codec in (None, name):
+        return output.copy(src.picture, src)
+    return _PictureEncode(src, output.video(src.size, src.fps))

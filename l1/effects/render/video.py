@@ -1,8 +1,10 @@
 """The video-only effects: ``segment``, ``speed`` and ``concatenate``.
 
-Audio: ``segment`` copies the audio packets of its window unchanged when MP4 can hold
-the codec, otherwise re-encodes them as AAC; ``speed`` time-stretches the audio (pitch
-kept) and ``concatenate`` re-encodes both clips' audio as one AAC track.
+Outputs are written as the format rules say (:mod:`l1.effects.formats`; the first
+clip's for ``concatenate``). Audio: ``segment`` copies the audio packets of its window
+unchanged when the container takes the codec, otherwise encodes them; ``speed``
+time-stretches the audio (pitch kept) and ``concatenate`` encodes both clips' audio as
+one track.
 """
 
 from __future__ import annotations
@@ -15,17 +17,14 @@ import av
 from PIL import Image, ImageOps
 
 from l1.effects.media.output import (
-    OUTPUT_NAME,
-    AudioEncode,
-    AudioOut,
     Meter,
-    VideoOut,
-    audio_out,
+    VideoWriter,
     finish,
-    open_target,
+    open_output,
 )
 from l1.effects.media.pipeline import Frame, Retimer, frames, write_all
 from l1.effects.media.probe import MediaError
+from l1.effects.media.soundtrack import AudioEncode, AudioOut
 from l1.effects.media.source import Source, Window, open_source, to_image
 from l1.effects.params import ConcatenateParams, SegmentParams, SpeedParams
 from l1.effects.registry import RenderContext
@@ -37,20 +36,19 @@ def segment(
     inputs: Sequence[Path], workdir: Path, params: SegmentParams, context: RenderContext
 ) -> Path:
     """The part of the clip from ``params.start`` lasting ``params.duration`` seconds."""
-    target = workdir / OUTPUT_NAME
     with open_source(inputs[0], context.limits) as src:
         window = _segment_window(src, params)
         src.seek(window.start)
-        with open_target(target) as output:
-            video = VideoOut(output, src.size, src.fps, params.encoding)
-            audio = audio_out(output, src, window)
+        with open_output(workdir, params.encoding, src) as output:
+            video = output.video(src.size, src.fps)
+            audio = output.audio(src, window)
             meter = Meter(_segment_frames(src, window), context.progress)
             _copy_window(src, window, video, audio, meter)
             if video.count == 0:
                 raise MediaError(f"the segment from {window.start:g} s holds no video frames")
             finish(video, audio)
     meter.finish()
-    return target
+    return output.path
 
 
 def speed(
@@ -58,10 +56,12 @@ def speed(
 ) -> Path:
     """The clip played ``params.factor`` times faster at the same frame rate; the audio
     is time-stretched to match (its pitch is kept)."""
-    target = workdir / OUTPUT_NAME
-    with open_source(inputs[0], context.limits) as src, open_target(target) as output:
-        video = VideoOut(output, src.size, src.fps, params.encoding)
-        audio = AudioEncode.like(output, src, tempo=params.factor) if src.audio else None
+    with (
+        open_source(inputs[0], context.limits) as src,
+        open_output(workdir, params.encoding, src) as output,
+    ):
+        video = output.video(src.size, src.fps)
+        audio = output.encoded_audio(src, tempo=params.factor)
         meter = Meter(round(src.frames / params.factor), context.progress)
         retimer = Retimer(step=params.factor / src.fps)
         with frames(src, audio) as pictures:
@@ -71,23 +71,22 @@ def speed(
         write_all(video, retimer.finish(1 / src.fps), meter)
         finish(video, audio)
     meter.finish()
-    return target
+    return output.path
 
 
 def concatenate(
     inputs: Sequence[Path], workdir: Path, params: ConcatenateParams, context: RenderContext
 ) -> Path:
     """The first clip then the second, at the first clip's size and frame rate (the
-    second is scaled to fit, letterboxed in black). Audio is re-encoded as AAC; a
+    second is scaled to fit, letterboxed in black). Audio is encoded as one track; a
     clip without audio contributes silence when the other has some."""
-    target = workdir / OUTPUT_NAME
     with (
         open_source(inputs[0], context.limits) as first,
         open_source(inputs[1], context.limits) as second,
-        open_target(target) as output,
+        open_output(workdir, params.encoding, first) as output,
     ):
-        video = VideoOut(output, first.size, first.fps, params.encoding)
-        audio = AudioEncode.joining(output, [first, second])
+        video = output.video(first.size, first.fps)
+        audio = output.joined_audio([first, second])
         total = first.frames + round(second.frames * first.fps / second.fps)
         meter = Meter(total, context.progress)
         fit = _fit_to(first.size)
@@ -95,7 +94,7 @@ def concatenate(
             _append_clip(src, fit, video, audio, meter)
         finish(video, audio)
     meter.finish()
-    return target
+    return output.path
 
 
 def _segment_window(src: Source, params: SegmentParams) -> Window:
@@ -113,7 +112,7 @@ def _segment_frames(src: Source, window: Window) -> int:
 
 
 def _copy_window(
-    src: Source, window: Window, video: VideoOut, audio: AudioOut | None, meter: Meter
+    src: Source, window: Window, video: VideoWriter, audio: AudioOut | None, meter: Meter
 ) -> None:
     """Write the frames and audio inside ``window``; stop reading once both are past it."""
     half_frame = 0.5 / float(src.fps)
@@ -124,7 +123,7 @@ def _copy_window(
             # A frame belongs to the window its middle falls in.
             middle = (video.count / float(src.fps) if at is None else at) + half_frame
             if window.holds(middle):
-                video.write(frame)
+                video.write(frame, at)
                 meter.step()
             if middle >= window.end and (audio is None or audio.latest >= window.end):
                 return
@@ -133,7 +132,7 @@ def _copy_window(
 def _append_clip(
     src: Source,
     fit: Callable[[av.VideoFrame], Frame],
-    video: VideoOut,
+    video: VideoWriter,
     audio: AudioEncode | None,
     meter: Meter,
 ) -> None:

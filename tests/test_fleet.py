@@ -340,7 +340,9 @@ async def test_a_run_accepted_while_the_blob_tier_cannot_answer_is_still_sent(
     # ask the tier about its input.
     control = await nats.connect(servers=cluster.urls().split(","))
     try:
-        js = control.jetstream(timeout=2)
+        # Generous: a cluster just started may still be electing its meta leader, and a
+        # busy machine slows that down.
+        js = control.jetstream(timeout=30)
         single = ObjectStoreConfig(bucket=BUCKET, storage=StorageType.FILE, replicas=1)
         await js.create_object_store(BUCKET, single)
         info = await js.stream_info(f"OBJ_{BUCKET}")

@@ -25,6 +25,9 @@ __all__ = [
     "RunStatus",
     "RunSubmission",
     "RunView",
+    "SegmentPlan",
+    "SegmentSpan",
+    "SegmentView",
     "StepState",
     "StoredItem",
 ]
@@ -119,6 +122,33 @@ class Provenance(msgspec.Struct, kw_only=True):
 StepStatus = Literal["pending", "dispatched", "completed", "cached"]
 
 
+class SegmentSpan(msgspec.Struct, frozen=True, kw_only=True):
+    """One part of a step split by time (:mod:`l1.runs.segments`): frames
+    ``first_frame`` to ``first_frame + frames`` of the whole clip, shown from ``start``
+    seconds of the source's clock until ``end`` (None: to the end)."""
+
+    of_node: str  # the step it is a part of
+    index: int
+    count: int  # parts the step was split into
+    start: float
+    end: float | None
+    first_frame: int
+    frames: int
+    # Cut from the whole clip (seek, then drop the frames before ``start``); otherwise
+    # its input is the same part of an earlier step, whole.
+    from_source: bool = True
+
+
+class SegmentPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """How a worker split a step over a long video: its parts, and the format and
+    video codec every part (and the joined output) is written in."""
+
+    format: str
+    codec: str
+    frames: int
+    segments: list[SegmentSpan]
+
+
 class StepState(msgspec.Struct, kw_only=True):
     """One step of a run's recipe and how far it is."""
 
@@ -130,6 +160,11 @@ class StepState(msgspec.Struct, kw_only=True):
     inputs: list[str] = []  # node ids; recipe inputs are named by their SOURCE node
     status: StepStatus = "pending"
     output_hash: str | None = None
+    # A per-frame effect, which a worker may split by time over a long video.
+    segmentable: bool = False
+    segment: SegmentSpan | None = None  # this step is one part of a split step
+    worker: str | None = None  # the worker of its latest attempt
+    attempts: int = 0
 
     @property
     def done(self) -> bool:
@@ -160,6 +195,8 @@ class RenderRequest(msgspec.Struct, kw_only=True):
     known_output: str | None = None
     run_inputs: list[InputRef] = []
     effects: list[NamedHash] = []
+    segmentable: bool = False
+    segment: SegmentSpan | None = None
 
 
 class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -200,10 +237,26 @@ class Run(msgspec.Struct, kw_only=True, omit_defaults=False):
         return list(dict.fromkeys(hashes))
 
 
+class SegmentView(msgspec.Struct, frozen=True, kw_only=True):
+    """One part of a split step as ``GET /runs/{run_id}`` lists it: its time range in
+    seconds (``end`` None: to the end of the clip), how far it is, who rendered it."""
+
+    index: int
+    start: float
+    end: float | None
+    frames: int
+    status: StepStatus
+    worker: str | None = None
+    attempts: int = 0
+    output_hash: str | None = None
+
+
 class RunView(Run, kw_only=True):
-    """A run as ``GET /runs/{run_id}`` shows it: with the items L2 has published."""
+    """A run as ``GET /runs/{run_id}`` shows it: with the items L2 has published and,
+    for each step split by time, its parts in order (keyed by the step's node id)."""
 
     published: list[str] = []
+    segments: dict[str, list[SegmentView]] = {}
 
 
 class StoredItem(msgspec.Struct, frozen=True, kw_only=True):

@@ -51,6 +51,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stale_after: float = 300.0
     render_timeout: float = 600.0
     render_memory: int = 4 << 30
+    # A per-frame render over a longer video is split into parts of about this many
+    # seconds, rendered side by side (0: never split).
+    segment_seconds: float = 10.0
+    render_threads: int = 0  # per render: decoding, filters, encoder (0: the libraries')
     thumbnail_timeout: float = 10.0
     thumbnail_memory: int = 512 << 20
     max_pixels: int = MAX_PIXELS
@@ -114,6 +118,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "stale_after": _float(env, "L1_STALE_AFTER", 300.0),
             "render_timeout": _float(env, "L1_RENDER_TIMEOUT", 600.0),
             "render_memory": _int(env, "L1_RENDER_MEMORY", 4 << 30),
+            "segment_seconds": _float(env, "L1_SEGMENT_SECONDS", 10.0),
+            "render_threads": _int(env, "L1_RENDER_THREADS", 0),
             "thumbnail_timeout": _float(env, "L1_THUMBNAIL_TIMEOUT", 10.0),
             "thumbnail_memory": _int(env, "L1_THUMBNAIL_MEMORY", 512 << 20),
             "max_pixels": _int(env, "L1_MAX_PIXELS", MAX_PIXELS),

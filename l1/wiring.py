@@ -247,7 +247,11 @@ async def run_worker(settings: Settings, *, concurrency: int, stop: asyncio.Even
         items = backbone.items
         await asyncio.to_thread(items.store.sweep)  # what a killed worker left half-written
         processes = RenderProcesses(
-            store=items.store, limits=settings.media_limits, memory=settings.render_memory or None
+            store=items.store,
+            limits=settings.media_limits,
+            memory=settings.render_memory or None,
+            segment_seconds=settings.segment_seconds,
+            threads=settings.render_threads,
         )
         renderer = Renderer(
             items=items, effects=backbone.effects, processes=processes, actor=settings.actor

@@ -19,6 +19,8 @@ and writes its output into the render's work directory.
   (inline): many runs that each make a new item, cheaply.
 - ``muxfail``: fails as FFmpeg's muxer does when it refuses the output it writes
   (PyAV's ``ArgumentError`` naming the output's path).
+- ``fragile``: a per-frame effect (``invert``) that a worker may split by time, except
+  that part 1 of a split render always fails.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from l1.effects import Effect, RenderContext
-from l1.effects.params import NoParams
+from l1.effects.params import FrameParams, NoParams
 
 __all__ = ["SLOW_MARKER", "SLOW_SECONDS", "effects", "slow_output", "stamp_output"]
 
@@ -140,6 +142,17 @@ def muxfail(
     raise av.error.ArgumentError(22, "Invalid argument", str(workdir / "output.mp4"))
 
 
+def fragile(
+    inputs: Sequence[Path], workdir: Path, params: FrameParams, context: RenderContext
+) -> Path:
+    """``invert``, but part 1 of a split render raises."""
+    from l1.effects.render.frames import Invert  # only where renders run
+
+    if context.segment is not None and context.segment.index == 1:
+        raise RuntimeError("fragile: part 1 never renders")
+    return Invert()(inputs, workdir, params, context)
+
+
 def effects() -> list[Effect]:
     """The test-only effects, as ``L1_EFFECT_MODULES`` expects them."""
     return [
@@ -178,5 +191,14 @@ def effects() -> list[Effect]:
             description="Marks a copy, inline.",
             render=_HERE + "stamp",
             inline=True,
+        ),
+        Effect(
+            name="fragile",
+            version="1",
+            description="Invert; part 1 of a split render fails.",
+            render=_HERE + "fragile",
+            params=FrameParams,
+            accepts=frozenset({"image", "video"}),
+            segmentable=True,
         ),
     ]

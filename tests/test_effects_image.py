@@ -307,7 +307,7 @@ def test_every_effect_has_defaults_a_schema_and_its_own_hash() -> None:
         assert msgspec.json.encode(info)
         hashes.add(effect.content_hash)
     assert len(hashes) == len(EFFECTS)
-    assert len(EFFECTS) == 21
+    assert len(EFFECTS) == 22  # join included
 
 
 def test_progress_reaches_one_hundred(picture: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from l1.identifiers import sha3_hex
 from tests.effect_fixtures import slow_output, stamp_output
 from tests.fleet import GROUPS, NODES, Cluster, hand_leadership, host, leaders
 from tests.harness import EventTap, wait_for
+from tests.media import make_clip
 from tests.processes import Deployment
 
 
@@ -459,3 +460,37 @@ async def _redelivered(js: JetStreamContext, durable: str) -> bool:
     except (nats.errors.Error, TimeoutError):
         return False
     return bool(info.num_redelivered)
+
+
+async def test_one_long_render_is_shared_by_the_workers_of_both_hosts(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    # Parts of half a second: a 4 s clip is nine parts for the two hosts' four slots.
+    a, b = (host(tmp_path, cluster, index, L1_SEGMENT_SECONDS="0.5") for index in range(2))
+    try:
+        await asyncio.gather(a.start_api(timeout=60), b.start_api(timeout=60))
+        a.start_worker(concurrency=2)
+        b.start_worker(concurrency=2)
+        await wait_for(lambda: _workers_alive(a, 2), timeout=60, interval=0.2)
+        clip = make_clip(tmp_path / "long.mp4", 4.0, 320, 240, 24).read_bytes()
+        item = await a.upload(clip)
+
+        run = await a.finished((await a.submit("blur", [item]))["run_id"], timeout=120)
+
+        assert run["status"] == "completed", run
+        ((_, parts),) = run["segments"].items()  # the recipe's one step, split
+        assert {p["status"] for p in parts} == {"completed"}
+        assert len({p["worker"] for p in parts}) >= 2, parts
+        output = run["output_hash"]
+        bodies = [(await _until_ok(api.http, "GET", f"/cache/{output}")).content for api in (a, b)]
+        assert bodies[0] == bodies[1]
+        assert sha3_hex(bodies[0]) == output
+    finally:
+        await asyncio.gather(a.close(), b.close())
+        print(a.logs(), b.logs(), sep="\n")
+
+
+async def _workers_alive(deployment: Deployment, count: int) -> bool:
+    """True once ``count`` workers say they are alive."""
+    response = await deployment.http.get("/workers")
+    return response.status_code == 200 and len(response.json()["items"]) >= count

@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats
 import pytest
 
+from l1.events import subjects
+from l1.events.schemas import RunProgress
 from l1.settings import Settings
+from l1.timestamps import utc_now
 from tests.harness import Harness, submit, upload, wait_for
 from tests.processes import with_test_effects
+from tests.test_segments_api import RUN_ID, change, split_run, store, with_part
 
 CHROMIUM = os.environ.get("L1_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = (
@@ -291,3 +296,36 @@ async def test_actions_need_the_token_when_the_server_has_tokens(
             assert (await l1.http.get(f"/runs/{run['run_id']}")).status_code == 404
         finally:
             await context.close()
+
+
+async def test_a_split_run_shows_its_parts_live_at_laptop_and_phone_width(
+    page: Any, l1: Harness
+) -> None:
+    run = with_part(split_run(), "small~0", "completed", output="a" * 64, worker="host-a")
+    run = with_part(run, "toned~0", "completed", output="b" * 64, worker="host-a")
+    await store(l1.settings, with_part(run, "small~1", "dispatched", worker="host-b"))
+    await page.goto(f"/ui/runs/{RUN_ID}")
+    assert await page.locator("g.strip rect.part").count() == 6
+    assert await page.locator("#preview-link").count() == 1
+    await page.wait_for_selector("#live-state.on", timeout=SHOWN_WITHIN)
+    # A part finishes: the page hears of the run and redraws the strip from the record.
+    await change(
+        l1.settings, RUN_ID, lambda run: with_part(run, "small~1", "completed", output="c" * 64)
+    )
+    nc = await nats.connect(str(l1.settings.nats_url))
+    try:
+        event = RunProgress(event_id=f"{RUN_ID}.p1", at=utc_now(), run_id=RUN_ID, percent=40.0)
+        await nc.publish(subjects.run_event(RUN_ID, "progress"), msgspec.json.encode(event))
+        await nc.flush()
+    finally:
+        await nc.close()
+    await holds(
+        page,
+        "document.querySelector('g.strip[data-parts=small] rect[data-index=\"1\"]')"
+        ".classList.contains('part-completed')",
+    )
+    assert "2/3 parts" in (await page.locator("g.step[data-node=small]").text_content() or "")
+    await shoot(page, "run-segments")
+    await page.set_viewport_size(PHONE)
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0

@@ -194,8 +194,28 @@ def list_runs(client: L1Client, status: str | None, limit: int, as_json: bool) -
 @click.option("--wait", default=0.0, help="Seconds to wait for it to finish.")
 @pass_client
 def show_run(client: L1Client, run_id: str, wait: float) -> None:
-    """Show one run as JSON (RUN_ID or a unique prefix of it)."""
-    echo_json(client.run(run_id, wait=wait))
+    """Show one run as JSON (RUN_ID or a unique prefix of it); the parts of a step
+    split by time are summed up on stderr."""
+    run = client.run(run_id, wait=wait)
+    echo_json(run)
+    for line in parts_summary(run):
+        note(line)
+
+
+def parts_summary(run: dict[str, Any]) -> list[str]:
+    """Under each split step, how many of its parts are done and one line per part:
+    index, time range, status, worker."""
+    lines = []
+    for node_id, parts in (run.get("segments") or {}).items():
+        done = sum(part["status"] in ("completed", "cached") for part in parts)
+        lines.append(f"step {node_id}: {done}/{len(parts)} parts done")
+        for part in parts:
+            end = "end" if part["end"] is None else f"{part['end']:.2f}"
+            span = f"{part['start']:.2f}-{end} s"
+            lines.append(
+                f"  #{part['index']:<3} {span:<18} {part['status']:<10} {part.get('worker') or '-'}"
+            )
+    return lines
 
 
 @click.command()

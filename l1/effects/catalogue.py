@@ -87,6 +87,7 @@ def frame_effects() -> list[Effect]:
             render=f"l1.effects.render.{reference}",
             params=params,
             accepts=IMAGE_OR_VIDEO,
+            segmentable=True,
         )
         for name, description, params, reference in _FRAME_EFFECTS
     ]
@@ -126,6 +127,15 @@ def media_effects() -> list[Effect]:
             "Join two clips; the output has the first clip's size and frame rate.",
             "l1.effects.render.video:concatenate",
             p.ConcatenateParams,
+            accepts=VIDEO,
+            inputs=2,
+        ),
+        Effect(
+            name="join",
+            version="1",
+            description="Puts a split render's parts back together (the scheduler adds it)",
+            render="l1.effects.render.join:join",
+            params=p.JoinParams,
             accepts=VIDEO,
             inputs=2,
         ),

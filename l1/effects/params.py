@@ -22,6 +22,7 @@ __all__ = [
     "FactorParams",
     "FrameParams",
     "HueShiftParams",
+    "JoinParams",
     "MuxParams",
     "NoParams",
     "PixelateParams",
@@ -107,6 +108,11 @@ class SpeedParams(VideoParams, kw_only=True):
 
 class ConcatenateParams(VideoParams, kw_only=True):
     """The first clip then the second, at the first clip's size and frame rate."""
+
+
+class JoinParams(VideoParams, kw_only=True):
+    """The parts of a split render end to end; ``encoding.format`` is the whole
+    render's (the scheduler resolves it), and the video is copied, not encoded."""
 
 
 # --- Per-frame effects ----------------------------------------------------------------

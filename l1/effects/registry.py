@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -19,6 +19,9 @@ from l1.effects.identity import effect_hash, split_reference
 from l1.effects.limits import MediaLimits
 from l1.effects.params import NoParams
 from l1.errors import L1Error, Unprocessable
+
+if TYPE_CHECKING:
+    from l1.schemas import SegmentSpan
 
 __all__ = [
     "Effect",
@@ -50,10 +53,15 @@ def _ignore(_percent: float) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class RenderContext:
-    """What a render is given besides its inputs and params."""
+    """What a render is given besides its inputs and params: where to report
+    progress, the limits, how many threads decoding, filters and the encoder may each
+    use (0: as many as the libraries like), and the part of a split step to render
+    (None: the whole)."""
 
     progress: Progress = _ignore
     limits: MediaLimits = field(default_factory=MediaLimits)
+    threads: int = 0
+    segment: SegmentSpan | None = None
 
 
 RenderFn = Callable[[Sequence[Path], Path, Any, RenderContext], Path]
@@ -80,6 +88,8 @@ class Effect:
     ``render`` names a :data:`RenderFn` or a class whose instances are one.
     ``inline`` effects only pass files along (no decoding), so a worker runs them in
     its own process; every other render runs in a child process of its own.
+    ``segmentable`` effects change each frame on its own, so a worker may split a long
+    video into parts rendered side by side (:mod:`l1.runs.segments`).
     ``content_hash`` defaults to :func:`l1.effects.identity.effect_hash`.
     """
 
@@ -91,6 +101,7 @@ class Effect:
     accepts: frozenset[MediaKind] = frozenset({"any"})
     inputs: int = 1
     inline: bool = False
+    segmentable: bool = False
     content_hash: str = ""
 
     def __post_init__(self) -> None:

@@ -60,7 +60,9 @@ class Publisher:
     async def render_request(self, request: RenderRequest, *, copy: str = "first") -> PubAck:
         """Queue one step of a run. A request sent again (found lost) is another
         ``copy``, so that JetStream does not take it for the first one."""
-        msg_id = run_message_id("render", request, node_id=request.node_id, copy=copy)
+        msg_id = run_message_id(
+            "render", request, node_id=request.node_id, effect=request.effect, copy=copy
+        )
         return await self._publish(
             subjects.render(request.recipe, request.run_id, request.node_id),
             _encoder.encode(request),

@@ -17,7 +17,7 @@ import uuid
 import msgspec
 
 from l1.events import subjects
-from l1.schemas import Provenance, RenderRequest, Run, StoredItem
+from l1.schemas import Provenance, RenderRequest, Run, SegmentPlan, StoredItem
 from l1.timestamps import micros, utc_now
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "RunEvent",
     "RunFailed",
     "RunProgress",
+    "RunSplit",
     "RunStarted",
     "RunSubmitted",
     "run_message_id",
@@ -42,11 +43,13 @@ __all__ = [
 # ``{run}`` is the run id, when the run was accepted (µs since the epoch) and its
 # generation: a retried run, or one discarded and submitted again, is a new run here.
 MESSAGE_IDS = {
-    "render": "{run}.render.{node_id}.{copy}",
+    # The effect too: a split step's join is sent under the step's own node id.
+    "render": "{run}.render.{node_id}.{effect}.{copy}",
     "submitted": "{run}.submitted",
     "started": "{run}.started.{attempt}",
     "progress": "{run}.progress.{node_id}.{percent}",
     "step": "{run}.step.{node_id}",
+    "split": "{run}.split.{node_id}",
     "completed": "{run}.completed",
     "failed": "{run}.failed",
     "cancelled": "{run}.cancelled",
@@ -95,21 +98,46 @@ class RunSubmitted(_RunEventBase, tag="submitted"):
 
 
 class RunStarted(_RunEventBase, tag="started"):
-    """A worker took the run's render request (``attempt`` counts deliveries)."""
+    """A worker took one of the run's render requests, the step ``node_id``
+    (``attempt`` counts deliveries)."""
 
     worker: str
     attempt: int = 1
+    node_id: str | None = None
 
     @classmethod
     def of(cls, request: RenderRequest, *, worker: str, attempt: int) -> RunStarted:
         """``worker`` started rendering ``request`` for the ``attempt``-th time."""
         return cls(
-            event_id=run_message_id("started", request, attempt=attempt),
+            event_id=run_message_id("started", request, attempt=f"{request.node_id}.{attempt}"),
             at=utc_now(),
             run_id=request.run_id,
             generation=request.generation,
             worker=worker,
             attempt=attempt,
+            node_id=request.node_id,
+        )
+
+
+class RunSplit(_RunEventBase, tag="split"):
+    """A worker split the step ``node_id`` by time (a per-frame effect over a long
+    video): its parts go to the workers, then a ``join`` (effect ``join_hash``)."""
+
+    node_id: str
+    plan: SegmentPlan
+    join_hash: str
+
+    @classmethod
+    def of(cls, request: RenderRequest, *, plan: SegmentPlan, join_hash: str) -> RunSplit:
+        """The step of ``request`` is to be rendered as the parts of ``plan``."""
+        return cls(
+            event_id=run_message_id("split", request, node_id=request.node_id),
+            at=utc_now(),
+            run_id=request.run_id,
+            generation=request.generation,
+            node_id=request.node_id,
+            plan=plan,
+            join_hash=join_hash,
         )
 
 
@@ -279,7 +307,14 @@ class CacheDeleted(_CacheEventBase, tag="deleted"):
 
 
 RunEvent = (
-    RunSubmitted | RunStarted | RunProgress | RunCompleted | RunFailed | RunCancelled | RunDiscarded
+    RunSubmitted
+    | RunStarted
+    | RunProgress
+    | RunSplit
+    | RunCompleted
+    | RunFailed
+    | RunCancelled
+    | RunDiscarded
 )
 CacheEvent = CacheStored | CacheDeleted
 Event = RunEvent | CacheEvent

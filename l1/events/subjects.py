@@ -21,7 +21,8 @@ RUN_EVENTS = "l1.runs.>"
 CACHE_EVENTS = "l1.cache.>"
 DEAD = "l1.dead.>"
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# Recipe node ids use letters, digits, "_" and "-"; the parts of a split step add "~".
+_TOKEN = re.compile(r"^[A-Za-z0-9_~-]{1,128}$")
 
 
 def subject_token(value: str) -> str:

@@ -84,6 +84,7 @@ class Planner:
                     effect_hash=s.effect_hash,
                     params=s.params,
                     inputs=s.inputs,
+                    segmentable=self._effects.get(s.effect).segmentable,
                 )
                 for s in steps
             ],

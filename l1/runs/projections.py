@@ -14,9 +14,11 @@ from l1.events.schemas import (
     RunCompleted,
     RunFailed,
     RunProgress,
+    RunSplit,
     RunStarted,
     RunSubmitted,
 )
+from l1.runs import segments
 from l1.schemas import Run, RunStatus, StepState
 
 __all__ = [
@@ -24,13 +26,16 @@ __all__ = [
     "apply_completed",
     "apply_failed",
     "apply_progress",
+    "apply_split",
     "apply_started",
     "apply_submitted",
     "merge_dispatched",
 ]
 
 
-def _stale(run: Run | None, event: RunStarted | RunProgress | RunCompleted | RunFailed) -> bool:
+def _stale(
+    run: Run | None, event: RunStarted | RunProgress | RunSplit | RunCompleted | RunFailed
+) -> bool:
     return run is None or event.generation < run.generation
 
 
@@ -43,7 +48,7 @@ def apply_submitted(run: Run | None, submitted: RunSubmitted | Run) -> Run | Non
 
 
 def apply_started(run: Run | None, event: RunStarted) -> Run | None:
-    """A worker took the run; a finished run stays as it finished."""
+    """A worker took one of the run's steps; a finished run stays as it finished."""
     if run is None or _stale(run, event) or run.status.terminal:
         return None
     return replace(
@@ -52,7 +57,21 @@ def apply_started(run: Run | None, event: RunStarted) -> Run | None:
         started_at=run.started_at or event.at,
         attempts=max(run.attempts, event.attempt),
         worker=event.worker if event.attempt >= run.attempts else run.worker,
+        steps=[_started(step, event) for step in run.steps],
     )
+
+
+def _started(step: StepState, event: RunStarted) -> StepState:
+    if step.node_id != event.node_id or event.attempt < step.attempts:
+        return step
+    return replace(step, worker=event.worker, attempts=event.attempt)
+
+
+def apply_split(run: Run | None, event: RunSplit) -> Run | None:
+    """A worker split a step by time: its parts and join take its place."""
+    if run is None or _stale(run, event) or run.status.terminal:
+        return None
+    return segments.split(run, event.node_id, event.plan, event.join_hash)
 
 
 def apply_progress(run: Run | None, event: RunProgress) -> Run | None:
@@ -62,20 +81,29 @@ def apply_progress(run: Run | None, event: RunProgress) -> Run | None:
     steps = run.steps
     if event.output_hash and event.node_id:
         steps = [_finish(s, event.node_id, event.output_hash) for s in steps]
-    total = max(len(steps), 1)
-    done = sum(s.done for s in steps)
-    current = 0.0 if event.output_hash else event.percent / 100
-    percent = round(min((done + current) / total * 100, 100.0), 1)
+    fraction = segments.frames_done(steps, event.node_id, event.percent)
+    if fraction is None:  # nothing split: each step counts the same
+        total = max(len(steps), 1)
+        done = sum(s.done for s in steps)
+        current = 0.0 if event.output_hash else event.percent / 100
+        fraction = (done + current) / total
+    percent = round(min(fraction * 100, 100.0), 1)
     return replace(run, steps=steps, progress=max(run.progress or 0.0, percent))
 
 
 def merge_dispatched(run: Run | None, prepared: Run) -> Run | None:
-    """Keep the steps the dispatcher moved on, without undoing anything newer."""
+    """Keep the steps the dispatcher moved on, without undoing anything newer (a step
+    split meanwhile is left as its split made it)."""
     if run is None or run.generation != prepared.generation or run.status.terminal:
         return None
+    moved = {step.node_id: step for step in prepared.steps if step.status != "pending"}
     steps = [
-        new if old.status == "pending" and new.status != "pending" else old
-        for old, new in zip(run.steps, prepared.steps, strict=True)
+        moved[old.node_id]
+        if old.status == "pending"
+        and old.node_id in moved
+        and moved[old.node_id].effect == old.effect
+        else old
+        for old in run.steps
     ]
     return replace(run, steps=steps)
 

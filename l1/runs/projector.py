@@ -26,6 +26,7 @@ from l1.events.schemas import (
     RunEvent,
     RunFailed,
     RunProgress,
+    RunSplit,
     RunStarted,
     RunSubmitted,
 )
@@ -109,6 +110,10 @@ class RunProjector:
                     _apply(plan, projections.apply_progress(plan.run, event))
                 case RunStarted():
                     _apply(plan, projections.apply_started(plan.run, event))
+                case RunSplit():
+                    if (after := projections.apply_split(plan.run, event)) is not None:
+                        plan.run = after
+                        plan.advance = True  # its first parts are ready
                 case RunCompleted():
                     self._completed(plan, event, event.output_hash in present)
                 case RunFailed():

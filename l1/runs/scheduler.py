@@ -224,4 +224,6 @@ def _request(
         known_output=known_output,
         run_inputs=run.inputs,
         effects=list(effects.values()),
+        segmentable=step.segmentable,
+        segment=step.segment,
     )

@@ -21,7 +21,9 @@ import msgspec
 
 from l1.cache.store import ContentStore
 from l1.effects import Effect, MediaError, MediaLimits, RenderContext
+from l1.effects.params import VideoParams
 from l1.errors import L1Error
+from l1.schemas import SegmentPlan, SegmentSpan
 from l1.workers.failures import describe, permanent, scrub
 
 if TYPE_CHECKING:
@@ -44,16 +46,21 @@ class Job:
     cache_dir: Path
     limits: MediaLimits
     memory: int | None  # bytes, or None for no limit
+    segment_seconds: float = 0.0  # split a long video into parts this long (0: never)
+    threads: int = 0  # per render: decoding, filters, encoder (0: the libraries' choice)
+    segment: SegmentSpan | None = None  # the part to render, or None for the whole
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """How a render ended: ``done`` with the stored item, ``refused`` (no retry can
-    help: bad media, bad params, over a limit) or ``failed`` (another attempt might
-    succeed), with the reason."""
+    """How a render ended: ``done`` with the stored item, ``split`` with the parts it
+    is to be rendered in instead (a long video), ``refused`` (no retry can help: bad
+    media, bad params, over a limit) or ``failed`` (another attempt might succeed),
+    with the reason."""
 
     kind: str
     reason: str = ""
     item: dict[str, Any] | None = None
+    plan: SegmentPlan | None = None
 
 
 def main(job: Job, results: Connection, lifeline: Connection) -> None:
@@ -87,7 +94,11 @@ def _render(job: Job, results: Connection) -> Outcome:
     try:
         render = job.effect.load()
         params = job.effect.parse_params(job.params)
-        context = RenderContext(progress=progress, limits=job.limits)
+        if (plan := _plan(job, params)) is not None:
+            return Outcome(kind="split", plan=plan)
+        context = RenderContext(
+            progress=progress, limits=job.limits, threads=job.threads, segment=job.segment
+        )
         produced = render(job.inputs, job.workdir, params, context)
         item = ContentStore(job.cache_dir, scratch=job.workdir).put_file(produced)
     except (MediaError, L1Error) as error:
@@ -99,6 +110,20 @@ def _render(job: Job, results: Connection) -> Outcome:
             return Outcome(kind="refused", reason=f"{job.effect.name}: {describe(error)}")
         return Outcome(kind="failed", reason=describe(error))
     return Outcome(kind="done", item=msgspec.to_builtins(item))
+
+
+def _plan(job: Job, params: msgspec.Struct) -> SegmentPlan | None:
+    """The parts to split a per-frame render of a long video into, found here rather
+    than in the worker: reading a hostile file's packets is best done in a process
+    that may die."""
+    whole = job.segment is None and job.segment_seconds > 0 and job.effect.segmentable
+    if not whole or not job.inputs or not isinstance(params, VideoParams):
+        return None
+    # Here, not at the top: the worker and the API import this module, and neither
+    # loads the media libraries.
+    from l1.effects.media.segments import plan_segments
+
+    return plan_segments(job.inputs[0], params.encoding, job.segment_seconds, job.limits)
 
 
 def _watch(lifeline: Connection) -> None:

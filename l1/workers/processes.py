@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from l1.schemas import StoredItem
+from l1.schemas import SegmentPlan, SegmentSpan, StoredItem
 from l1.workers import child
 from l1.workers.child import Job, Outcome
 
@@ -37,6 +37,7 @@ PRELOAD = [
     "l1.effects.render.video",
     "l1.effects.render.blend",
     "l1.effects.render.mux",
+    "l1.effects.render.join",
 ]
 
 _message = msgspec.msgpack.Decoder(float | Outcome)
@@ -53,18 +54,37 @@ class RenderCrashed(Exception):
 class RenderProcesses:
     """Starts render processes and waits for what they report."""
 
-    def __init__(self, *, store: ContentStore, limits: MediaLimits, memory: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        store: ContentStore,
+        limits: MediaLimits,
+        memory: int | None,
+        segment_seconds: float = 0.0,
+        threads: int = 0,
+    ) -> None:
         self._store = store
         self._limits = limits
         self._memory = memory
+        self._segment_seconds = segment_seconds
+        self._threads = threads
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
 
     async def render(
-        self, effect: Effect, inputs: list[Path], params: dict[str, Any], *, progress: Progress
-    ) -> StoredItem:
-        """Render in a new process and return the stored output. Cancelling the caller
-        kills the process."""
+        self,
+        effect: Effect,
+        inputs: list[Path],
+        params: dict[str, Any],
+        *,
+        progress: Progress,
+        split: bool = False,
+        segment: SegmentSpan | None = None,
+    ) -> StoredItem | SegmentPlan:
+        """Render in a new process and return the stored output; with ``split``, a
+        per-frame render of a long video returns the parts it is to be rendered in
+        instead. ``segment``: render that part only. Cancelling the caller kills the
+        process."""
         workdir = Path(tempfile.mkdtemp(prefix="render-", dir=self._store.scratch))
         job = Job(
             effect=effect,
@@ -74,6 +94,9 @@ class RenderProcesses:
             cache_dir=self._store.root,
             limits=self._limits,
             memory=self._memory,
+            segment_seconds=self._segment_seconds if split else 0.0,
+            threads=self._threads,
+            segment=segment,
         )
         results, results_end = self._context.Pipe(duplex=False)
         lifeline_end, lifeline = self._context.Pipe(duplex=False)
@@ -123,10 +146,12 @@ async def _outcome(results: Connection, progress: Progress) -> Outcome | None:
         loop.remove_reader(results.fileno())
 
 
-def _item(outcome: Outcome | None, exitcode: int | None) -> StoredItem:
+def _item(outcome: Outcome | None, exitcode: int | None) -> StoredItem | SegmentPlan:
     match outcome:
         case Outcome(kind="done", item=dict() as item):
             return msgspec.convert(item, StoredItem)
+        case Outcome(kind="split", plan=SegmentPlan() as plan):
+            return plan
         case Outcome(kind="refused", reason=reason):
             raise RenderRefused(reason)
         case Outcome(reason=reason):

@@ -13,7 +13,8 @@ import msgspec
 
 from l1.effects import RenderContext
 from l1.errors import L1Error
-from l1.schemas import NamedHash, Provenance, StoredItem
+from l1.runs.segments import JOIN
+from l1.schemas import NamedHash, Provenance, SegmentPlan, StoredItem
 from l1.timestamps import utc_now
 from l1.workers.infrastructure import infrastructure
 from l1.workers.processes import RenderRefused
@@ -62,11 +63,20 @@ class Renderer:
             return True
         return request.effect in self._effects and self._effects.get(request.effect).inline
 
-    async def render(self, request: RenderRequest, *, progress: Progress) -> RenderResult:
+    @property
+    def join_hash(self) -> str:
+        """The content hash of the effect that puts a split step's parts together."""
+        return self._effects.get(JOIN).content_hash
+
+    async def render(
+        self, request: RenderRequest, *, progress: Progress
+    ) -> RenderResult | SegmentPlan:
         """Render one step; raises :class:`PermanentRenderError` when it can never succeed.
 
         A step whose output is already known (``known_output``) and present is not
-        rendered again: only its provenance is written for this run.
+        rendered again: only its provenance is written for this run. A per-frame step
+        over a long video is not rendered either: the parts it is to be split into
+        come back instead.
         """
         effect = self._effect(request)
         if request.known_output and await self._items.contains(request.known_output):
@@ -77,14 +87,17 @@ class Renderer:
                 # A render reads its inputs through: checking them first costs little.
                 verify = not effect.inline
                 inputs = [await self._input_path(h, verify=verify) for h in hashes]
-                output = await self._render(effect, inputs, request, progress)
+                made = await self._render(effect, inputs, request, progress)
+                if isinstance(made, SegmentPlan):
+                    return made
+                output = made
                 # The other hosts can read it before anyone is told it exists.
                 await self._items.share(output)
         return RenderResult(output=output, provenance=self._provenance(request, effect, output))
 
     async def _render(
         self, effect: Effect, inputs: list[Path], request: RenderRequest, progress: Progress
-    ) -> StoredItem:
+    ) -> StoredItem | SegmentPlan:
         if effect.inline:
             params = _params(effect, request)
             produced = effect.load()(inputs, self._store.scratch, params, RenderContext())
@@ -97,7 +110,15 @@ class Renderer:
                 if produced.parent == self._store.scratch:  # made for this render alone
                     produced.unlink(missing_ok=True)
         try:
-            return await self._processes.render(effect, inputs, request.params, progress=progress)
+            return await self._processes.render(
+                effect,
+                inputs,
+                request.params,
+                progress=progress,
+                # Only a whole step the run can split (a per-frame step in its recipe).
+                split=request.segmentable and request.segment is None,
+                segment=request.segment,
+            )
         except RenderRefused as error:
             raise PermanentRenderError(str(error)) from None
 

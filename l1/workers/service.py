@@ -31,10 +31,17 @@ import msgspec
 
 from l1.events import subjects
 from l1.events.consumer import batches, quietly
-from l1.events.schemas import CacheStored, RunCompleted, RunFailed, RunProgress, RunStarted
+from l1.events.schemas import (
+    CacheStored,
+    RunCompleted,
+    RunFailed,
+    RunProgress,
+    RunSplit,
+    RunStarted,
+)
 from l1.events.streams import RENDER_STREAM, WORKERS
 from l1.events.transient import TRANSIENT
-from l1.schemas import RenderRequest
+from l1.schemas import RenderRequest, SegmentPlan
 from l1.timestamps import utc_now
 from l1.workers.cancellations import Cancellations
 from l1.workers.heartbeat import Rendering, WorkerBeat
@@ -215,12 +222,19 @@ class WorkerService:
                     await self._publisher.event(started)
                 async with asyncio.timeout(self._settings.render_timeout):
                     result = await self._renderer.render(request, progress=progress.set)
-            await self._finished(request, result, attempt=attempt, started_at=started_at)
+            if isinstance(result, SegmentPlan):
+                # The run is told how to split the step; the parts are new requests.
+                join = self._renderer.join_hash
+                await self._publisher.event(RunSplit.of(request, plan=result, join_hash=join))
+            else:
+                await self._finished(request, result, attempt=attempt, started_at=started_at)
             await msg.ack()
-            self._done += 1
+            split = isinstance(result, SegmentPlan)
+            if not split:
+                self._done += 1
             if self._metrics is not None:
                 took = asyncio.get_running_loop().time() - began
-                self._metrics.finished(request.effect, "completed", took)
+                self._metrics.finished(request.effect, "split" if split else "completed", took)
         except asyncio.CancelledError:
             if await self._stopped_on_purpose(msg):
                 return
@@ -291,7 +305,13 @@ class WorkerService:
         await self._publisher.event(completed)
 
     async def _fail(self, msg: Msg, request: RenderRequest, reason: str, attempt: int) -> None:
-        if not request.final:
+        if (span := request.segment) is not None:
+            end = "end" if span.end is None else f"{span.end:.1f}"
+            reason = (
+                f"segment {span.index + 1} of {span.count} ({span.start:.1f}-{end} s) "
+                f"of step {span.of_node!r}: {reason}"
+            )
+        elif not request.final:
             reason = f"step {request.node_id!r}: {reason}"
         log.error("run %s failed: %s", request.run_id, reason)
         dead = subjects.dead_letter(request.recipe, request.run_id)

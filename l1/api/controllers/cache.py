@@ -36,7 +36,7 @@ from l1.cache.index import CacheItem
 from l1.errors import InvalidInput, TooLarge
 from l1.schemas import Page, Provenance, StoredItem
 
-__all__ = ["CacheController"]
+__all__ = ["CacheController", "item_response"]
 
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="Items per page, 1 to 1000")]
 Cursor = Annotated[
@@ -59,6 +59,22 @@ STORED = {
     200: ResponseSpec(StoredItem, generate_examples=False, description="Already in the cache"),
     201: ResponseSpec(StoredItem, generate_examples=False, description="Stored"),
 }
+
+
+async def item_response(
+    request: Request, content_hash: str, cache_service: CacheService
+) -> Response[bytes] | File | Stream:
+    """The item ``content_hash`` (a full hash) as ``GET /cache/{content_hash}`` serves
+    it: ``ETag``, ``Range`` (206), ``If-None-Match`` (304)."""
+    path, item = await cache_service.locate(content_hash)
+    return file_response(
+        path,
+        etag=content_hash,
+        content_type=item.content_type,
+        size=item.size,
+        range_header=request.headers.get("range"),
+        if_none_match=request.headers.get("if-none-match"),
+    )
 
 
 def _stored(item: StoredItem) -> Response[StoredItem]:
@@ -88,16 +104,7 @@ class CacheController(Controller):
         self, request: Request, content_hash: Hash, cache_service: Cache, lookups: Ids
     ) -> Response[bytes] | File | Stream:
         """The item's bytes; ``ETag`` is its hash, ``Range`` requests get 206."""
-        content_hash = await lookups.content_hash(content_hash)
-        path, item = await cache_service.locate(content_hash)
-        return file_response(
-            path,
-            etag=content_hash,
-            content_type=item.content_type,
-            size=item.size,
-            range_header=request.headers.get("range"),
-            if_none_match=request.headers.get("if-none-match"),
-        )
+        return await item_response(request, await lookups.content_hash(content_hash), cache_service)
 
     @head(
         "/{content_hash:str}",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, MediaType, Response, delete, get, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.response import File, Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
+from l1.api.controllers.cache import item_response
 from l1.api.lookups import Lookups
 from l1.api.openapi import (
     DEPENDENCIES,
@@ -21,9 +23,11 @@ from l1.api.openapi import (
     REDIS,
     RUN_ID_RULES,
     WRITE,
+    DownloadItem,
     RunBody,
     errors,
 )
+from l1.api.services.cache import CacheService
 from l1.api.services.deletion import DiscardReport
 from l1.api.services.publishing import PublishReport, PublishService
 from l1.api.services.runs import RunService
@@ -114,6 +118,25 @@ class RunController(Controller):
         """The run; with ``?wait=SECONDS`` the answer comes as soon as it finishes."""
         view = await run_service.view(run_id, wait=wait)
         return Response(view, media_type=MediaType.JSON)
+
+    @get(
+        "/{run_id:str}/preview",
+        summary="Preview a run's output",
+        operation_class=DownloadItem,
+        responses=errors(LOOKUP, DEPENDENCIES),
+    )
+    async def preview(
+        self,
+        request: Request,
+        run_id: RunId,
+        run_service: Runs,
+        cache_service: NamedDependency[CacheService],
+    ) -> Response[bytes] | File | Stream:
+        """The first part of a split render once it is rendered, then the whole output
+        once the run completes; served as ``GET /cache/{content_hash}`` serves an item
+        (ranges, ``ETag``). 404 before then, saying so."""
+        content_hash = await run_service.preview(run_id)
+        return await item_response(request, content_hash, cache_service)
 
     @post(
         "/{run_id:str}/cancel",

@@ -13,8 +13,19 @@ import nats.errors
 from l1.errors import Conflict, DependencyDown, NotFound, Unprocessable
 from l1.events.schemas import RunCancelled
 from l1.identifiers import run_id_for
+from l1.runs.segments import JOIN
 from l1.runs.store import ATTEMPTS, Change, decode, stamped
-from l1.schemas import InputRef, Page, RenderRequest, Run, RunStatus, RunSubmission, RunView
+from l1.schemas import (
+    InputRef,
+    Page,
+    RenderRequest,
+    Run,
+    RunStatus,
+    RunSubmission,
+    RunView,
+    SegmentView,
+    StepState,
+)
 from l1.timestamps import utc_now
 from l1.timing import Laps
 
@@ -29,7 +40,7 @@ if TYPE_CHECKING:
     from l1.runs.scheduler import Scheduler
     from l1.runs.store import RunAction, RunStore
 
-__all__ = ["RunService"]
+__all__ = ["NO_PREVIEW", "RunService", "preview_hash", "segment_views"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +49,9 @@ _encoder = msgspec.json.Encoder()
 
 # How long a cancel waits for the run to read "cancelled" before answering.
 CANCEL_WAIT = 10.0
+NO_PREVIEW = "no preview yet: the first part is not rendered"
+# In a stored run's JSON only when one of its steps is a part of a split step.
+_A_PART = b'"segment":{'
 
 
 class RunService:
@@ -123,10 +137,19 @@ class RunService:
             raw = await self._runs.get_raw(run_id)
             if raw is None:
                 raise NotFound(f"no run {run_id}")
-            return raw[:-1] + b',"published":[]}'
+            if _A_PART not in raw:  # nothing to add but empty lists: no decoding
+                return raw[:-1] + b',"published":[],"segments":{}}'
+            return _view(decode(raw), published=[])
         run = await self.get(run_id, wait=wait)
-        published = await self._references.published_marks(run.items)
-        return _encoder.encode(RunView(**msgspec.structs.asdict(run), published=published))
+        return _view(run, published=await self._references.published_marks(run.items))
+
+    async def preview(self, run_id: str) -> str:
+        """The content hash ``GET /runs/{run_id}/preview`` serves (:func:`preview_hash`);
+        :class:`NotFound` while there is none."""
+        found = preview_hash(await self.get(run_id))
+        if found is None:
+            raise NotFound(NO_PREVIEW)
+        return found
 
     async def cancel(self, run_id: str) -> Run:
         """Stop a pending run, or ask the worker rendering it to stop. Of many cancels of
@@ -250,6 +273,51 @@ class RunService:
         return None
 
 
+def segment_views(steps: list[StepState]) -> dict[str, list[SegmentView]]:
+    """The parts of each step split by time, keyed by the step's node id, in order."""
+    found: dict[str, list[SegmentView]] = {}
+    for step in steps:
+        span = step.segment
+        if span is None:
+            continue
+        found.setdefault(span.of_node, []).append(
+            SegmentView(
+                index=span.index,
+                start=span.start,
+                end=span.end,
+                frames=span.frames,
+                status=step.status,
+                worker=step.worker,
+                attempts=step.attempts,
+                output_hash=step.output_hash,
+            )
+        )
+    return {node: sorted(views, key=lambda v: v.index) for node, views in found.items()}
+
+
+def preview_hash(run: Run) -> str | None:
+    """The run's output once completed; before that, the first part of the last split
+    step of its chain (the one the join takes) once rendered; else None."""
+    if run.status is RunStatus.COMPLETED and run.output_hash:
+        return run.output_hash
+    joined = {node for step in run.steps if step.effect == JOIN for node in step.inputs}
+    firsts = [
+        step
+        for step in run.steps
+        if step.segment is not None and step.segment.index == 0 and step.node_id in joined
+    ]
+    if not firsts or not firsts[-1].done:
+        return None
+    return firsts[-1].output_hash
+
+
+def _view(run: Run, *, published: list[str]) -> bytes:
+    fields = msgspec.structs.asdict(run)
+    return _encoder.encode(
+        RunView(**fields, published=published, segments=segment_views(run.steps))
+    )
+
+
 def _unfinished(run: Run) -> None:
     if run.status.terminal:
         raise Conflict(f"run {run.run_id} already finished ({run.status})")
@@ -279,7 +347,10 @@ def _next_generation(run: Run) -> Run:
         error=None,
         progress=None,
         attempts=0,
-        steps=[msgspec.structs.replace(s, status="pending", output_hash=None) for s in run.steps],
+        steps=[
+            msgspec.structs.replace(s, status="pending", output_hash=None, worker=None, attempts=0)
+            for s in run.steps
+        ],
     )
 
 

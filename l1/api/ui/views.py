@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from l1.schemas import Run
+from l1.api.services.runs import preview_hash
+from l1.schemas import Run, StepState
 
 __all__ = [
     "Box",
+    "Cell",
     "Field",
     "Graph",
     "duration",
@@ -18,10 +20,13 @@ __all__ = [
     "layout",
     "param_fields",
     "short_time",
+    "time_range",
 ]
 
 # Grid of the step graph, in SVG user units.
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 170, 64, 60, 24, 10
+# The strip of a split step's parts, drawn under its box.
+STRIP_GAP, STRIP_H = 4, 14
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,8 +91,22 @@ def _kind(node: dict[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One part of a split step in the strip under its box: ``x`` from the box's left
+    edge and ``width`` in proportion to its frames."""
+
+    index: int
+    status: str
+    x: float
+    width: float
+    title: str
+    output_hash: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Box:
-    """One node drawn at (``x``, ``y``): a step, or an input the recipe starts from."""
+    """One node drawn at (``x``, ``y``): a step, or an input the recipe starts from; a
+    step split by time has its parts as ``cells``."""
 
     node_id: str
     label: str
@@ -96,22 +115,39 @@ class Box:
     x: int
     y: int
     source: bool = False
+    cells: tuple[Cell, ...] = ()
+
+    @property
+    def parts_done(self) -> int:
+        """How many of its parts are rendered."""
+        return sum(cell.status in ("completed", "cached") for cell in self.cells)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Graph:
-    """A run's nodes as boxes, and the edges between them (from-box, to-box)."""
+    """A run's nodes as boxes, and the edges between them (from-box, to-box);
+    ``preview`` when the first part of a split render is there to watch before the
+    run completes."""
 
     boxes: list[Box]
     edges: list[tuple[Box, Box]]
     width: int
     height: int
+    preview: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Node:
+    """A step as the graph draws it: a split step's parts and join make one node."""
+
+    box: Box
+    inputs: list[str]
 
 
 def layout(run: Run) -> Graph:
     """Nodes in columns by depth (the run's inputs left, the output right), with an
-    edge from each step's inputs."""
-    steps = {step.node_id: step for step in run.steps}
+    edge from each step's inputs. A step split by time is one node, with its parts."""
+    steps = {node.box.node_id: node for node in _nodes(run)}
     bound = run.bindings
     depth: dict[str, int] = {}
 
@@ -123,7 +159,7 @@ def layout(run: Run) -> Graph:
             depth[node_id] = 1 + max((depth_of(p, seen | {node_id}) for p in parents), default=0)
         return depth[node_id]
 
-    sources = [p for s in run.steps for p in s.inputs if p not in steps]
+    sources = [p for s in steps.values() for p in s.inputs if p not in steps]
     columns: dict[int, list[Box]] = {}
     for index, name in enumerate(dict.fromkeys(sources)):
         # Bound by node id in a recipe; an effect's inputs come in the run's order.
@@ -131,20 +167,19 @@ def layout(run: Run) -> Graph:
         content = bound.get(name) or (given.content_hash if given else None)
         label = f"input {given.name}" if given and not run.bindings else "input"
         columns.setdefault(0, []).append(_box(name, label, "ready", content, source=True))
-    for step in run.steps:
-        # A step a finished run never got to reads as the run ended: cancelled, failed.
-        status = step.status if step.done or not run.status.terminal else str(run.status)
-        box = _box(step.node_id, step.effect, status, step.output_hash)
-        columns.setdefault(depth_of(step.node_id, frozenset()), []).append(box)
+    for node_id, node in steps.items():
+        columns.setdefault(depth_of(node_id, frozenset()), []).append(node.box)
+    # Rows leave room for a strip when any step is split.
+    row_h = BOX_H + (STRIP_GAP + STRIP_H if any(n.box.cells for n in steps.values()) else 0)
     placed: dict[str, Box] = {}
     for index, column in enumerate(sorted(columns)):
         for row, box in enumerate(columns[column]):
-            x, y = PAD + index * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y)
+            x, y = PAD + index * (BOX_W + GAP_X), PAD + row * (row_h + GAP_Y)
             placed[box.node_id] = Box(**{**box.__dict__, "x": x, "y": y})
     edges = [
-        (placed[parent], placed[step.node_id])
-        for step in run.steps
-        for parent in step.inputs
+        (placed[parent], placed[node_id])
+        for node_id, node in steps.items()
+        for parent in node.inputs
         if parent in placed
     ]
     count = len(columns)
@@ -153,8 +188,107 @@ def layout(run: Run) -> Graph:
         boxes=list(placed.values()),
         edges=edges,
         width=2 * PAD + count * BOX_W + max(count - 1, 0) * GAP_X,
-        height=2 * PAD + rows * BOX_H + (rows - 1) * GAP_Y,
+        height=2 * PAD + rows * row_h + (rows - 1) * GAP_Y,
+        preview=run.status != "completed" and preview_hash(run) is not None,
     )
+
+
+def _nodes(run: Run) -> list[_Node]:
+    """The run's steps as the graph's nodes, in the order they first appear."""
+    parts: dict[str, list[StepState]] = {}
+    own: dict[str, StepState] = {}
+    for step in run.steps:
+        if step.segment is not None:
+            parts.setdefault(step.segment.of_node, []).append(step)
+        else:  # a plain step, or the join of a split one (under the step's own id)
+            own[step.node_id] = step
+    order = [s.segment.of_node if s.segment is not None else s.node_id for s in run.steps]
+    nodes = []
+    for node_id in dict.fromkeys(order):
+        if node_id in parts:
+            nodes.append(_split_node(run, node_id, parts[node_id], own.get(node_id), parts))
+            continue
+        step = own[node_id]
+        box = _box(node_id, step.effect, _status(run, step), step.output_hash)
+        nodes.append(_Node(box=box, inputs=step.inputs))
+    return nodes
+
+
+def _status(run: Run, step: StepState) -> str:
+    # A step a finished run never got to reads as the run ended: cancelled, failed.
+    return step.status if step.done or not run.status.terminal else str(run.status)
+
+
+def _split_node(
+    run: Run,
+    node_id: str,
+    parts: list[StepState],
+    join: StepState | None,
+    split: dict[str, list[StepState]],
+) -> _Node:
+    """One box for a split step; its inputs are those of its parts, each part of an
+    earlier split step read as that step (the join's own inputs are its parts)."""
+    owner = {p.node_id: of for of, members in split.items() for p in members}
+    inputs = [owner.get(i, i) for p in parts for i in p.inputs]
+    parts = sorted(parts, key=lambda p: p.segment.index if p.segment else 0)
+    label = f"{parts[0].effect} · {len(parts)} parts"
+    status = _split_status(run, parts, join)
+    box = _box(node_id, label, status, join.output_hash if join else None)
+    box = Box(**{**box.__dict__, "cells": _cells(run, parts)})
+    return _Node(box=box, inputs=[i for i in dict.fromkeys(inputs) if i != node_id])
+
+
+def _split_status(run: Run, parts: list[StepState], join: StepState | None) -> str:
+    """Done when every part (and the join) is; rendering while any part is under way."""
+    every = [*parts, *([join] if join else [])]
+    if all(s.done for s in every):
+        return "cached" if all(s.status == "cached" for s in every) else "completed"
+    if run.status.terminal:
+        return str(run.status)
+    if all(p.done for p in parts):
+        return "joining"
+    if any(p.done or p.status == "dispatched" for p in parts):
+        return "rendering"
+    return "pending"
+
+
+def _cells(run: Run, parts: list[StepState]) -> tuple[Cell, ...]:
+    """The strip: each part as wide as its share of the frames."""
+    total = sum(p.segment.frames for p in parts if p.segment) or 1
+    cells, at = [], 0
+    for part in parts:
+        span = part.segment
+        assert span is not None
+        left, at = BOX_W * at / total, at + span.frames
+        status = _status(run, part)
+        cells.append(
+            Cell(
+                index=span.index,
+                status=status,
+                x=round(left, 2),
+                width=round(BOX_W * at / total - left, 2),
+                title=_cell_title(part, status),
+                output_hash=part.output_hash if part.done else None,
+            )
+        )
+    return tuple(cells)
+
+
+def _cell_title(part: StepState, status: str) -> str:
+    span = part.segment
+    assert span is not None
+    worker = f" · worker {part.worker}" if part.worker else ""
+    plural = "s" if part.attempts != 1 else ""
+    tries = f" · {part.attempts} attempt{plural}" if part.attempts else ""
+    return (
+        f"part #{span.index} of {span.count} · {time_range(span.start, span.end)} · "
+        f"{span.frames} frames · {status}{worker}{tries}"
+    )
+
+
+def time_range(start: float, end: float | None) -> str:
+    """A part's time range: ``10.00 s to 20.00 s``, or ``50.00 s to the end``."""
+    return f"{start:.2f} s to " + (f"{end:.2f} s" if end is not None else "the end")
 
 
 def _box(node_id: str, label: str, status: str, output: str | None, *, source: bool = False) -> Box:

@@ -20,10 +20,17 @@ import av
 import av.error
 import av.filter
 
-from l1.effects.media.output import Meter, VideoWriter, finish, open_output
+from l1.effects.media.output import Meter, VideoWriter, finish
 from l1.effects.media.pipeline import frames
 from l1.effects.media.probe import MediaError, check_frame
-from l1.effects.media.source import Source, open_source
+from l1.effects.media.segments import (
+    frames_of_part,
+    open_render_output,
+    open_render_source,
+    part_length,
+    use_threads,
+)
+from l1.effects.media.source import Source
 from l1.effects.params import VideoEncoding
 from l1.effects.registry import RenderContext
 
@@ -44,9 +51,15 @@ class FilterChain:
     """
 
     def __init__(
-        self, description: str, time_base: Fraction, pix_fmt: str = _ENCODER_FORMAT
+        self,
+        description: str,
+        time_base: Fraction,
+        pix_fmt: str = _ENCODER_FORMAT,
+        *,
+        threads: int = 0,
     ) -> None:
         self._description = description
+        self._threads = threads  # 0: libavfilter's choice, a thread per core
         self._time_base = time_base
         self._pix_fmt = pix_fmt
         self._graph: av.filter.Graph | None = None
@@ -73,6 +86,7 @@ class FilterChain:
 
     def _build(self, frame: av.VideoFrame) -> av.filter.Graph:
         graph = av.filter.Graph()
+        graph.threads = self._threads
         source = graph.add(
             "buffer",
             width=str(frame.width),
@@ -131,17 +145,24 @@ def output_size(description: str, src: Source) -> tuple[int, int]:
 def filter_frames(
     source: Path, workdir: Path, description: str, encoding: VideoEncoding, context: RenderContext
 ) -> Path:
-    """Run every frame of the video ``source`` through the filter chain ``description``;
-    the audio is carried over. Returns the file written under ``workdir``."""
-    with open_source(source, context.limits) as src, open_output(workdir, encoding, src) as output:
+    """Run every frame of the video ``source`` (or of the part ``context.segment``)
+    through the filter chain ``description``; the audio is carried over (a part has
+    none). Returns the file written under ``workdir``."""
+    with (
+        open_render_source(source, context) as src,
+        open_render_output(workdir, encoding, src, context) as output,
+    ):
         size = output_size(description, src)
         check_frame(*size, context.limits, kind="output")
         video = output.video(size, src.fps)
+        use_threads(video, context.threads)
         audio = output.audio(src)
-        meter = Meter(src.frames, context.progress)
-        chain = FilterChain(_fitted(description, size, video), src.time_base, video.pix_fmt)
+        meter = Meter(part_length(src, context.segment), context.progress)
+        fitted = _fitted(description, size, video)
+        chain = FilterChain(fitted, src.time_base, video.pix_fmt, threads=context.threads)
         with frames(src, audio) as decoded:
-            for frame in _filtered(chain, decoded):
+            part = frames_of_part(src, decoded, context.segment)
+            for frame in _filtered(chain, part):
                 _write(video, src, frame, meter)
         for frame in chain.flush():
             _write(video, src, frame, meter)

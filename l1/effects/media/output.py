@@ -31,6 +31,7 @@ __all__ = [
     "VideoWriter",
     "finish",
     "open_output",
+    "output_target",
 ]
 
 VideoWriter = VideoOut | AnimationOut
@@ -46,7 +47,7 @@ class Target(NamedTuple):
     codec: VideoCodec | None
 
 
-def _target(workdir: Path, encoding: VideoEncoding, src: Source) -> Target:
+def output_target(workdir: Path, encoding: VideoEncoding, src: Source) -> Target:
     """Where and how a render of ``src`` is written: the format asked for, or the one
     the rules give the input (:func:`~l1.effects.formats.default_format`)."""
     name = encoding.format or video_format_for(src.default_format, encoding.codec)
@@ -65,7 +66,7 @@ def _target(workdir: Path, encoding: VideoEncoding, src: Source) -> Target:
 def open_output(workdir: Path, encoding: VideoEncoding, src: Source) -> Iterator[Output]:
     """The output file of a render of ``src`` under ``workdir``, open for writing in the
     format ``encoding`` asks for, or the one the rules give the input."""
-    target = _target(workdir, encoding, src)
+    target = output_target(workdir, encoding, src)
     container = CONTAINERS.get(target.format)
     if container is None:
         yield Output(target, encoding, src, None)

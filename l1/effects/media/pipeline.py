@@ -24,11 +24,17 @@ from l1.effects.media.output import (
     Meter,
     VideoWriter,
     finish,
-    open_output,
 )
 from l1.effects.media.probe import check_frame
+from l1.effects.media.segments import (
+    frames_of_part,
+    open_render_output,
+    open_render_source,
+    part_length,
+    use_threads,
+)
 from l1.effects.media.soundtrack import AudioOut
-from l1.effects.media.source import Source, open_source, reading, to_image
+from l1.effects.media.source import Source, reading, to_image
 from l1.effects.params import VideoEncoding
 from l1.effects.registry import RenderContext
 
@@ -63,19 +69,26 @@ def map_frames(
     encoding: VideoEncoding,
     context: RenderContext,
 ) -> Path:
-    """Apply ``transform`` to every frame of the video ``source``, on as many frames at
-    once as there are cores, writing them in order; the audio is carried over. Returns
-    the file written under ``workdir``."""
-    with open_source(source, context.limits) as src, open_output(workdir, encoding, src) as output:
+    """Apply ``transform`` to every frame of the video ``source`` (or of the part
+    ``context.segment``), on as many frames at once as there are cores (or the
+    context's threads), writing them in order; the audio is carried over (a part has
+    none). Returns the file written under ``workdir``."""
+    with (
+        open_render_source(source, context) as src,
+        open_render_output(workdir, encoding, src, context) as output,
+    ):
         # The output size is fixed before the first packet is written.
         size = transform(Image.new("RGB", src.size)).size
         check_frame(*size, context.limits, kind="output")
         video = output.video(size, src.fps)
+        use_threads(video, context.threads)
         video.tag_like(src.picture.codec_context)
         audio = output.audio(src)
-        meter = Meter(src.frames, context.progress)
+        meter = Meter(part_length(src, context.segment), context.progress)
+        workers = context.threads or os.cpu_count() or 1
         with frames(src, audio) as decoded:
-            _transform_in_order(src, decoded, transform, video, meter)
+            part = frames_of_part(src, decoded, context.segment)
+            _transform_in_order(src, part, transform, video, meter, workers)
         finish(video, audio)
     meter.finish()
     return output.path
@@ -87,12 +100,12 @@ def _transform_in_order(
     transform: Callable[[Image.Image], Image.Image],
     video: VideoWriter,
     meter: Meter,
+    workers: int,
 ) -> None:
-    """Transform the ``decoded`` frames in a pool of threads and write the results in
-    order, each at its frame's time; at most one frame per thread waits, so memory
-    stays flat. The first error raised by ``transform`` is raised here, after the
-    frames in flight are done."""
-    workers = os.cpu_count() or 1
+    """Transform the ``decoded`` frames in a pool of ``workers`` threads and write the
+    results in order, each at its frame's time; at most one frame per thread waits, so
+    memory stays flat. The first error raised by ``transform`` is raised here, after
+    the frames in flight are done."""
 
     def change(frame: av.VideoFrame) -> Image.Image:
         return transform(to_image(frame))

@@ -82,6 +82,10 @@ class Source:
     default_format: Format = "mp4"
     animated: bool = False
     loop: int | None = None
+    # Refuse a file whose streams stop short of the length its header states. Off for
+    # a part of a split render read by the next step: QuickTime counts the part's
+    # length from zero while its frames start later.
+    checks_length: bool = True
 
     @property
     def time_base(self) -> Fraction:
@@ -114,8 +118,11 @@ class Source:
 
 
 @contextmanager
-def open_source(path: Path, limits: MediaLimits | None = None) -> Iterator[Source]:
-    """The video in ``path``, refused with :class:`MediaError` unless it is one."""
+def open_source(
+    path: Path, limits: MediaLimits | None = None, *, threads: int = 0, part: bool = False
+) -> Iterator[Source]:
+    """The video in ``path``, refused with :class:`MediaError` unless it is one, decoded
+    with ``threads`` threads (0: one per core); ``part``: a part of a split render."""
     limits = limits or MediaLimits()
     info = probe_input(path, {"video"}, limits)
     with ExitStack() as stack:
@@ -124,7 +131,10 @@ def open_source(path: Path, limits: MediaLimits | None = None) -> Iterator[Sourc
             container = decoding(lambda: stack.enter_context(av.open(frames, "r")))
         else:
             container = decoding(lambda: stack.enter_context(open_container(path)))
-        yield _video_source(container, info, limits)
+        src = _video_source(container, info, limits)
+        src.picture.codec_context.thread_count = threads
+        src.checks_length = not part
+        yield src
 
 
 @contextmanager
@@ -246,7 +256,9 @@ def _check_whole(src: Source, reached: float) -> None:
     """Refuse a file whose streams stop well before the end its header states: it was
     cut short (FFmpeg only warns, and the render would quietly lose the rest)."""
     container = src.container
-    if container.format.name not in _STATED_DURATION or not container.duration:
+    if not src.checks_length or container.format.name not in _STATED_DURATION:
+        return
+    if not container.duration:
         return
     start = (container.start_time or 0) / av.time_base
     stated = container.duration / av.time_base

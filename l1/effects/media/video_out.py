@@ -90,7 +90,8 @@ _SWS_MATRIX: Final = {
 
 class VideoOut:
     """The video stream of the output. Frames get consecutive timestamps at a constant
-    rate, or, given ``time_base``, keep their own (an animation's frame durations).
+    rate (from ``first``: a part of a split render), or, given ``time_base``, keep their
+    own (an animation's frame durations).
 
     The stream carries its source's colour tags (:meth:`tag_like`, or the first frame
     written), and RGB pictures are made YUV with that matrix and range, so an effect's
@@ -109,6 +110,7 @@ class VideoOut:
         encoding: VideoEncoding,
         *,
         time_base: Fraction | None = None,
+        first: int = 0,
     ) -> None:
         encoder = _ENCODERS[codec]
         options = _encoder_options(codec, encoding)
@@ -132,9 +134,14 @@ class VideoOut:
         self._durations: dict[int, int] = {}  # by timestamp, until the packet is out
         self.step = 1 / fps
         self.count = 0
+        self._first = first  # a part of a split render counts on from its first frame
         self._tagged = False
         self._matrix: str | None = None
         self._range = 0
+
+    def use_threads(self, threads: int) -> None:
+        """Encode with ``threads`` threads (0: one per core); only before the first frame."""
+        self._stream.codec_context.thread_count = threads
 
     def tag_like(self, source: ColourTagged) -> None:
         """Give the stream ``source``'s colour tags (matrix, range, primaries, transfer),
@@ -181,7 +188,7 @@ class VideoOut:
 
     def _stamp(self, at: float | None) -> tuple[int, Fraction]:
         if self._time_base is None or at is None:
-            return self.count, self.step
+            return self._first + self.count, self.step
         if self._origin is None:
             self._origin = at
         return round((at - self._origin) / self._time_base), self._time_base

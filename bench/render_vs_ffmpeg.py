@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["main", "make_test_clip"]
+__all__ = ["ffmpeg", "main", "make_test_clip"]
 
 DEFAULT_EFFECTS = "grayscale,blur,sepia"
 
@@ -61,18 +61,21 @@ PARAMS: dict[str, dict[str, Any]] = {
 
 
 def make_test_clip(path: Path, args: argparse.Namespace) -> Path:
-    """Write the test clip with ffmpeg: ``testsrc2`` video and a 440 Hz tone."""
+    """Write the test clip with ffmpeg: ``testsrc2`` video and a 440 Hz tone (a key
+    frame every ``args.gop`` frames when that is set, else x264's default)."""
     size = f"{args.width}x{args.height}"
-    _ffmpeg(
+    keys = ["-g", str(gop)] if (gop := getattr(args, "gop", None)) else []
+    ffmpeg(
         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={args.fps}:duration={args.seconds}",
         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={args.seconds}",
         "-c:v", "libx264", "-preset", args.preset, "-crf", str(args.crf), "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-shortest", str(path),
+        *keys, "-c:a", "aac", "-shortest", str(path),
     )  # fmt: skip
     return path
 
 
-def _ffmpeg(*arguments: str) -> None:
+def ffmpeg(*arguments: str) -> None:
+    """Run the ``ffmpeg`` command line, quietly."""
     command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *arguments]
     subprocess.run(command, check=True)
 
@@ -133,10 +136,10 @@ def _time_l1(effect: Any, clip: Path, encoding: dict[str, Any], workdir: Path) -
     return Timing(time.perf_counter() - started, _cpu(resource.RUSAGE_SELF) - cpu)
 
 
-def _time_ffmpeg(chain: str, clip: Path, args: argparse.Namespace, target: Path) -> Timing:
+def _timeffmpeg(chain: str, clip: Path, args: argparse.Namespace, target: Path) -> Timing:
     """The ffmpeg command line doing the same chain with the same encoder."""
     started, cpu = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
-    _ffmpeg(
+    ffmpeg(
         "-i", str(clip), "-vf", f"{chain},format=yuv420p",
         "-c:v", "libx264", "-preset", args.preset, "-crf", str(args.crf),
         "-c:a", "copy", str(target),
@@ -201,9 +204,9 @@ def main() -> None:
                 target = root / f"ffmpeg-{name}-{round_}.mp4"
                 if round_ % 2 == 0:
                     ours = _time_l1(effect, clip, encoding, workdir)
-                    theirs = _time_ffmpeg(chain, clip, args, target)
+                    theirs = _timeffmpeg(chain, clip, args, target)
                 else:
-                    theirs = _time_ffmpeg(chain, clip, args, target)
+                    theirs = _timeffmpeg(chain, clip, args, target)
                     ours = _time_l1(effect, clip, encoding, workdir)
                 if round_ == 0 and name == chosen[0]:
                     print(f"libx264: L1 {_x264(workdir / 'output.mp4')}, ffmpeg {_x264(target)}")

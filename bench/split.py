@@ -51,6 +51,7 @@ from nats.js.api import DeliverPolicy
 
 from bench.compare import machine
 from bench.processes import cpu_seconds
+from bench.render_vs_ffmpeg import ffmpeg, make_test_clip
 from l1.stack import free_port
 from l1.timestamps import micros
 from l1.up import Deployment
@@ -98,7 +99,7 @@ class Bench:
 
     def start(self) -> str:
         """Make the clip and start the deployment; the API's URL."""
-        make_clip(self.clip, self.args)
+        make_test_clip(self.clip, argparse.Namespace(**vars(self.args), preset="veryfast", crf=23))
         return self.deployment.start().public_url
 
     def stop(self) -> None:
@@ -109,7 +110,7 @@ class Bench:
         """The clip with a metadata tag of its own: the same frames, a new input."""
         self.copies += 1
         path = self.inbox / f"clip-{self.copies}.mp4"
-        _ffmpeg("-i", str(self.clip), "-map", "0", "-c", "copy", "-metadata",
+        ffmpeg("-i", str(self.clip), "-map", "0", "-c", "copy", "-metadata",
                 f"comment=copy {self.copies}", str(path))  # fmt: skip
         return path
 
@@ -133,25 +134,6 @@ class Bench:
         others = {name: child.pid for name, child in self.deployment.children.items()}
         others |= {s.name: s.pid for s in self.deployment.servers if s.pid is not None}
         return {"workers": {f"w{w.pid}": w.pid for w in workers}, "others": others}
-
-
-def make_clip(path: Path, args: argparse.Namespace) -> Path:
-    """The clip as ``bench.render_vs_ffmpeg`` makes it (``testsrc2``, a 440 Hz tone,
-    libx264 veryfast crf 23 + AAC), with a key frame every ``args.gop`` frames if set."""
-    size, seconds = f"{args.width}x{args.height}", args.seconds
-    keys = ["-g", str(args.gop)] if args.gop else []
-    _ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={args.fps}:duration={seconds}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", *keys,
-        "-c:a", "aac", "-shortest", str(path),
-    )  # fmt: skip
-    return path
-
-
-def _ffmpeg(*arguments: str) -> None:
-    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *arguments]
-    subprocess.run(command, check=True)
 
 
 async def _ready(http: httpx.AsyncClient, pids: set[int]) -> None:

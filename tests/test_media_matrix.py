@@ -406,3 +406,17 @@ async def test_the_stack_keeps_formats_and_fails_broken_inputs_at_once(
     assert state["status"] == "failed", state
     assert state["attempts"] == 1
     assert state["error"] and not ABSOLUTE_PATH.search(state["error"])
+
+
+def test_mux_copies_a_video_whose_decoder_is_no_encoder(inputs: Inputs, tmp_path: Path) -> None:
+    # AV1 is read by libdav1d, which cannot write: the stream is copied as it is.
+    effect = EFFECTS["mux"]
+    sound = make_audio(tmp_path / "tone.m4a")
+    out_dir = tmp_path / "mux"
+    out_dir.mkdir()
+    output = effect.load()(
+        [inputs["webm-av1"], sound], out_dir, effect.parse_params({}), RenderContext()
+    )
+    facts = container_facts(output)
+    assert facts.video_codec == "av1" and facts.audio_codec is not None
+    assert facts.frames == container_facts(inputs["webm-av1"]).frames

@@ -32,7 +32,9 @@ class PacketCopy:
         window: Window = ALL,
     ) -> None:
         self._output = output
-        self._stream = output.add_stream_from_template(template)
+        # Opaque: the stream's parameters as they are, whatever decoder read them
+        # (libdav1d, say, which is no encoder).
+        self._stream = output.add_stream_from_template(template, opaque=True)
         self._origin = src.origin
         self._window = window
         self.latest = -math.inf

@@ -24,7 +24,7 @@ class WorkerMetrics:
         )
         self.renders = Counter(
             "l1_renders",
-            "Render steps finished, by effect and outcome (completed, retried, failed)",
+            "Render steps finished, by effect and outcome (completed, split, retried, failed)",
             ["effect", "outcome"],
             registry=registry,
         )

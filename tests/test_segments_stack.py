@@ -165,13 +165,15 @@ async def test_a_long_blur_is_rendered_in_parts_and_joined_whole(
 async def _run_progress(l1: Harness, run_id: str) -> list[float]:
     """The run's progress as ``GET /runs/{run_id}`` reads it, polled until it finishes."""
     seen: list[float] = []
-    while True:
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
         run = await read(l1, run_id)
         if run["progress"] is not None and (not seen or seen[-1] != run["progress"]):
             seen.append(run["progress"])
         if run["status"] in ("completed", "failed", "cancelled"):
             return seen
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the next poll; the deadline bounds the wait
+    raise AssertionError(f"run {run_id} did not finish within 60 s: progress {seen}")
 
 
 async def test_a_chain_of_per_frame_steps_is_split_end_to_end_and_joined_once(

@@ -89,10 +89,14 @@ class Output:
         container: av.container.OutputContainer | None,
     ) -> None:
         self.target = target
-        self.path = target.path
         self._encoding = encoding
         self._src = src
         self._container = container
+
+    @property
+    def path(self) -> Path:
+        """The file being written."""
+        return self.target.path
 
     def video(self, size: tuple[int, int], fps: Fraction) -> VideoWriter:
         """The video writer, for pictures of ``size`` at ``fps`` (an animation's frames
